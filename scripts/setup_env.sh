@@ -16,7 +16,6 @@ if [ -n "$missing" ]; then
   fi
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip wheel 'setuptools<81' 2>/dev/null || true
 "$VENV/bin/python" -m pip install -q -r requirements.txt
 DS_BUILD_OPS=0 "$VENV/bin/python" -m pip install -q -r requirements-extra.txt
 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .

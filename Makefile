@@ -1,0 +1,26 @@
+# The two commands: `make demo` and `make test`. Each builds the virtual environment on first use.
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: env test demo bench-step bench clean-runs
+
+$(VENV)/.installed: requirements.txt requirements-extra.txt setup.py scripts/setup_env.sh
+	VENV=$(VENV) bash scripts/setup_env.sh
+
+env: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+demo: $(VENV)/.installed prep-demo
+	$(PY) -m launcher.demo
+
+bench-step: $(VENV)/.installed
+	$(PY) bench/bench_step.py
+
+clean-runs:
+	rm -rf runs/demo
+
+-include mk/*.mk

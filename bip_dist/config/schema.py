@@ -1,0 +1,126 @@
+"""The experiment schema: one frozen dataclass per concern, each field with help text.
+
+`choices`, `min`, `gt` (strictly greater) and `max` in a field's metadata are checked by the loader, so
+every bad value is rejected with a message naming the key before anything runs.
+"""
+
+from dataclasses import dataclass, field
+from typing import Tuple
+
+from bip_dist.data.config import DataConfig
+
+
+def opt(default, help, **checks):
+    """A field with help text and declarative checks (`choices`, `min`, `gt`, `max`)."""
+    return field(default=default, metadata={"help": help, **checks})
+
+
+MODES = ("pretrain", "prune", "finetune")
+TRAINERS = ("dense", "hydra", "bip", "finetune", "omp", "imp", "random")
+LAYER_TYPES = ("dense", "unstructured", "filter", "channel")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = opt("resnet20s", "model name from the registry (bip_dist.models.MODELS)")
+    num_classes: int = opt(0, "number of classes; 0 = take it from the dataset", min=0)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    layer_type: str = opt("dense", "dense: no masks; unstructured: one global top-k over all prunable "
+                          "weights; filter / channel: per-layer top-k of output filters / input channels",
+                          choices=LAYER_TYPES)
+    k: float = opt(1.0, "remaining fraction of weights (unstructured, global) or of filters/channels "
+                   "(structured, per layer), in (0, 1]", gt=0.0, max=1.0)
+    score_init: str = opt("magnitude", "magnitude: scores = sqrt(6/fan_in) * w / max|w| (the paper's scaled "
+                          "init); kaiming: kaiming-uniform random scores", choices=("magnitude", "kaiming"))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = opt(0.1, "peak learning rate (per the global batch of `dist.base_batch` if scaling)", min=0.0)
+    momentum: float = opt(0.9, "SGD momentum", min=0.0, max=1.0)
+    weight_decay: float = opt(1e-4, "L2 weight decay", min=0.0)
+    nesterov: bool = opt(False, "Nesterov momentum")
+    schedule: str = opt("cosine", "per-iteration schedule", choices=("cosine", "step", "constant"))
+    milestones: Tuple[float, ...] = opt((0.5, 0.75), "step schedule: fractions of the run where lr *= gamma")
+    gamma: float = opt(0.1, "step schedule decay factor", gt=0.0)
+    warmup_epochs: float = opt(0.0, "linear warm-up length in epochs", min=0.0)
+
+
+@dataclass(frozen=True)
+class ScoreOptimConfig(OptimConfig):
+    schedule: str = opt("step", "per-iteration schedule of the score lr (beta)",
+                        choices=("cosine", "step", "constant"))
+    weight_decay: float = opt(0.0, "L2 decay on scores", min=0.0)
+
+
+@dataclass(frozen=True)
+class BipConfig:
+    fused: bool = opt(True, "true: two forward/backward passes per iteration; false: the reference code's "
+                      "literal three passes plus a logging forward (for comparison)")
+    implicit: str = opt("reference", "implicit-gradient formula. reference: g_s <- g_s - lr2 * g_s*g_s "
+                        "(OPTML-Group/BiP trainer/bilevel.py); paper: g_s <- g_s - lr2 * sum((dL/dtheta)^2) "
+                        "(Hessian-free bi-linear IG, grad at the updated theta on B_m); none: first-order only",
+                        choices=("reference", "paper", "none"))
+    lr2: float = opt(1e-4, "implicit-gradient scale (1/gamma of the lower-level regulariser)", min=0.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = opt(100, "training epochs", min=1)
+    max_steps: int = opt(0, "stop after this many iterations (0 = run all epochs); for smoke runs", min=0)
+    eval_every: int = opt(1, "evaluate every N epochs (and always after the last)", min=1)
+    log_every: int = opt(20, "log metrics every N iterations", min=1)
+    deterministic: bool = opt(False, "torch deterministic algorithms (bitwise reproducible on CPU)")
+    progress: bool = opt(True, "progress bar on rank 0")
+
+
+@dataclass(frozen=True)
+class DistConfig:
+    backend: str = opt("ddp", "ddp: torch DDP for weights + our bucketed score all-reduce; deepspeed: "
+                       "DeepSpeed engine for weights", choices=("ddp", "deepspeed"))
+    bucket_mb: float = opt(25.0, "score-gradient bucket size in MiB", gt=0.0)
+    score_grad_dtype: str = opt("fp32", "dtype score gradients travel in", choices=("fp32", "bf16"))
+    precision: str = opt("fp32", "bf16 autocast on GPU; fp32 everywhere else", choices=("fp32", "bf16"))
+    channels_last: bool = opt(False, "channels_last memory format (GPU)")
+    scale_lr: bool = opt(False, "linear scaling rule: lr *= global_batch / base_batch")
+    base_batch: int = opt(128, "global batch the configured learning rates are meant for", min=1)
+    deepspeed_config: str = opt("configs/deepspeed/zero1.json", "DeepSpeed JSON (backend deepspeed)")
+    check_masks: bool = opt(False, "debug: compare a hash of the mask across ranks every refresh")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_steps: int = opt(0, "save every N iterations (0 = only at epoch ends)", min=0)
+    keep_last: int = opt(2, "keep the newest K checkpoints (the best one is kept apart)", min=1)
+    async_save: bool = opt(False, "save in the background so training does not wait for the disk")
+    resume: str = opt("", "'' = fresh start; 'auto' = newest complete checkpoint of this run; or a path")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    tensorboard: bool = opt(True, "write TensorBoard scalars (rank 0)")
+    per_layer: bool = opt(True, "per-layer sparsity scalars")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = opt("exp", "experiment name; run folder is <out_dir>/<name>/<mode>/<hash>")
+    mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline", choices=MODES)
+    trainer: str = opt("dense", "dense | hydra (scores only) | bip | finetune (fixed mask) | omp | imp | random",
+                       choices=TRAINERS)
+    seed: int = opt(0, "global seed")
+    out_dir: str = opt("runs", "root of run folders")
+    source_net: str = opt("", "checkpoint or exported state_dict of the previous stage")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    score_optim: ScoreOptimConfig = field(default_factory=ScoreOptimConfig)
+    bip: BipConfig = field(default_factory=BipConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)

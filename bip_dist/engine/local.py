@@ -1,0 +1,101 @@
+"""Single-process engine: the contract every distributed engine implements, with no communication."""
+
+import contextlib
+import time
+
+import torch
+
+
+class LocalEngine:
+    """One process, one device. Distributed engines subclass this and override the marked hooks."""
+
+    rank = 0
+    world_size = 1
+    is_main = True
+
+    def __init__(self, device="cpu", precision="fp32", channels_last=False):
+        self.device = torch.device(device)
+        self.precision = precision
+        self.channels_last = channels_last
+        self.comm_seconds = 0.0
+        self.comm_bytes = 0
+
+    # --- setup -----------------------------------------------------------------------------------
+    def prepare(self, model, store, weight_opt):
+        """Wrap the model for the theta pass (DDP / DeepSpeed in subclasses). `store` may be None."""
+        self.model, self.store, self.weight_opt = model, store, weight_opt
+        self.theta_model = model
+
+    def broadcast_state(self):
+        """Make every rank start from rank 0's weights and scores (no-op here)."""
+
+    # --- passes ----------------------------------------------------------------------------------
+    def autocast(self):
+        if self.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def to_device(self, x, y):
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True)
+
+    def forward_theta(self, x):
+        """Forward for the pass whose weight gradients are reduced by the engine."""
+        return self.theta_model(x)
+
+    def forward_scores(self, x):
+        """Forward for the score pass (never through DDP: its parameter set differs)."""
+        return self.model(x)
+
+    def backward_theta(self, loss):
+        loss.backward()
+
+    def step_theta(self):
+        self.weight_opt.step()
+
+    def zero_theta(self):
+        self.weight_opt.zero_grad(set_to_none=True)
+
+    def backward_scores(self, loss):
+        """Backward of the score pass; on return `store.grad` holds the globally averaged gradient."""
+        loss.backward()
+
+    def reduce_mean_(self, tensors):
+        """All-reduce (mean) a list of tensors in place; used for the paper IG's theta gradients."""
+
+    def all_reduce_sum(self, tensor):
+        """Sum a tensor across ranks (evaluation counts)."""
+        return tensor
+
+    def check_masks(self):
+        """Debug: raise if ranks disagree on the mask."""
+
+    def barrier(self):
+        pass
+
+    def unwrap(self):
+        return self.model
+
+    def shutdown(self):
+        """Release communication resources (no-op here)."""
+
+    def timed(self):
+        """Wall-clock timer that first waits for queued device work, so step parts are attributed right."""
+        return _Timer(self.device)
+
+
+class _Timer:
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+        self.start = None
+
+    def lap(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        dt = 0.0 if self.start is None else now - self.start
+        self.start = now
+        return dt
+

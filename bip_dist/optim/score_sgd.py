@@ -1,0 +1,51 @@
+"""Fused upper-level update on the flat score buffer.
+
+One call applies, over every score of the model at once:
+    reference IG:  g <- g - lr2 * g * g                        (OPTML-Group/BiP, trainer/bilevel.py)
+    paper IG:      g <- g - lr2 * sum_to_score((dL/dtheta)^2)  (bi-linear, Hessian-free implicit gradient)
+    weight decay:  g <- g + wd * s
+    momentum:      b <- mu * b + g          (torch.optim.SGD semantics, dampening 0)
+    step:          s <- s - lr * b          (or Nesterov: s <- s - lr * (g + mu * b))
+as a few in-place ops on contiguous tensors instead of a Python loop over layers.
+"""
+
+import torch
+
+
+class FlatScoreSGD:
+    def __init__(self, store, cfg):
+        self.store = store
+        self.lr = cfg.lr
+        self.momentum = cfg.momentum
+        self.weight_decay = cfg.weight_decay
+        self.nesterov = cfg.nesterov and cfg.momentum > 0
+        self.buf = torch.zeros_like(store.scores) if cfg.momentum > 0 else None
+
+    @torch.no_grad()
+    def step(self, implicit="none", lr2=0.0, ig=None, g_other=None):
+        """Update scores from `store.grad` (already reduced across ranks). `ig` is the flat sum of
+        squared theta-gradients, needed by the paper formula; `g_other` is the reference code's second
+        copy of the score gradient (its "bilevel" pass), equal to `g` whenever both are computed."""
+        g, s = self.store.grad, self.store.scores
+        if implicit == "reference" and lr2:
+            g.addcmul_(g, g if g_other is None else g_other, value=-lr2)
+        elif implicit == "paper" and lr2:
+            g.add_(ig, alpha=-lr2)
+        if self.weight_decay:
+            g.add_(s, alpha=self.weight_decay)
+        if self.buf is None:
+            s.add_(g, alpha=-self.lr)
+            return
+        self.buf.mul_(self.momentum).add_(g)
+        if self.nesterov:
+            s.add_(g.add(self.buf, alpha=self.momentum), alpha=-self.lr)
+        else:
+            s.add_(self.buf, alpha=-self.lr)
+
+    def state_dict(self):
+        return {"momentum_buffer": self.buf, "lr": self.lr}
+
+    def load_state_dict(self, state):
+        if self.buf is not None and state.get("momentum_buffer") is not None:
+            self.buf.copy_(state["momentum_buffer"])
+        self.lr = state.get("lr", self.lr)

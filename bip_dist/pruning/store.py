@@ -1,0 +1,120 @@
+"""All scores, score gradients and masks of a model in three flat buffers.
+
+Each layer's `scores` parameter, its `.grad` and its `mask` buffer are views into one flat tensor each, so
+- the score optimizer updates every score with a handful of fused tensor ops (no loop over layers),
+- the global top-k runs on one tensor without concatenating,
+- distributed code can all-reduce contiguous slices of the gradient as buckets fill during backward,
+- mask flips and mask hashes are one comparison / one reduction.
+Build the store after the model has been moved to its device (moving replaces parameter storage).
+"""
+
+import math
+
+import torch
+
+from bip_dist.pruning.layers import prunable_layers
+
+
+class ScoreStore:
+    """Flat score / grad / mask storage and the top-k projection for one model."""
+
+    def __init__(self, model, k, granularity):
+        self.layers = prunable_layers(model)
+        if not self.layers:
+            raise ValueError("model has no prunable layers; call make_prunable first")
+        self.k = float(k)
+        self.granularity = granularity
+        ref = self.layers[0][1].scores
+        sizes = [m.scores.numel() for _, m in self.layers]
+        self.numel = sum(sizes)
+        self.offsets = [0]
+        for s in sizes:
+            self.offsets.append(self.offsets[-1] + s)
+        self.scores = torch.zeros(self.numel, dtype=ref.dtype, device=ref.device)
+        self.grad = torch.zeros_like(self.scores)
+        self.mask = torch.ones_like(self.scores)
+        for (_, m), a, b in zip(self.layers, self.offsets[:-1], self.offsets[1:]):
+            shape = m.scores.shape
+            self.scores[a:b].copy_(m.scores.detach().reshape(-1))
+            self.mask[a:b].copy_(m.mask.reshape(-1))
+            m.scores.data = self.scores[a:b].view(shape)
+            # AccumulateGrad adds into an existing .grad in place, so backward writes the flat buffer.
+            m.scores.grad = self.grad[a:b].view(shape)
+            m._buffers["mask"] = self.mask[a:b].view(shape)
+        self.params = [m.scores for _, m in self.layers]
+        self.weights = [m.weight for _, m in self.layers]
+
+    # --- gradients -------------------------------------------------------------------------------
+    def zero_grad(self):
+        self.grad.zero_()
+        for p, (_, m), a, b in zip(self.params, self.layers, self.offsets[:-1], self.offsets[1:]):
+            if p.grad is None or p.grad.data_ptr() != self.grad[a:b].data_ptr():
+                p.grad = self.grad[a:b].view(p.shape)
+
+    def set_trainable(self, flag):
+        for p in self.params:
+            p.requires_grad_(flag)
+
+    # --- mask ------------------------------------------------------------------------------------
+    def keep_count(self, n):
+        return max(1, int(round(self.k * n)))
+
+    @torch.no_grad()
+    def refresh_mask(self):
+        """Project scores onto the k-sparse set: m = top-k(|s|). Returns the fraction of entries that
+        flipped, BiP's own convergence signal."""
+        old = self.mask.clone()
+        if self.granularity == "unstructured":
+            self._topk_into(self.scores, self.mask)
+        else:
+            for a, b in zip(self.offsets[:-1], self.offsets[1:]):
+                self._topk_into(self.scores[a:b], self.mask[a:b])
+        return (old != self.mask).float().mean().item()
+
+    def _topk_into(self, scores, mask):
+        n = scores.numel()
+        keep = self.keep_count(n)
+        mask.zero_()
+        if keep >= n:
+            mask.fill_(1)
+            return
+        # One selection per refresh; topk(sorted=False) avoids the reference's full sort of all scores.
+        idx = torch.topk(scores.abs(), keep, sorted=False).indices
+        mask[idx] = 1
+
+    def mask_hash(self):
+        """Cheap fingerprint to compare masks across ranks."""
+        w = torch.arange(1, self.numel + 1, device=self.mask.device, dtype=torch.float64)
+        return float((self.mask.double() * torch.sin(w)).sum())
+
+    # --- init ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_scores(self, method, generator=None):
+        """magnitude: s = sqrt(6/fan_in) * |w| / max|w| per layer (reduced over the filter / channel for
+        structured scores): the reference's scaled init. kaiming: uniform(-b, b), b = sqrt(6/fan_in)."""
+        for (_, m) in self.layers:
+            w = m.weight.detach()
+            fan_in = w[0].numel()
+            bound = math.sqrt(6.0 / fan_in)
+            if method == "magnitude":
+                mag = w.abs() if m.scores.shape == w.shape else \
+                    w.pow(2).sum_to_size(m.scores.shape).sqrt()
+                m.scores.copy_(bound * mag / mag.max().clamp_min(1e-12))
+            elif method == "kaiming":
+                m.scores.copy_(torch.empty_like(m.scores).uniform_(-bound, bound, generator=generator))
+            else:
+                raise ValueError(f"unknown score_init {method!r}; valid: magnitude, kaiming")
+
+    # --- accounting ------------------------------------------------------------------------------
+    def weight_mask(self, layer):
+        """The mask broadcast to the weight's shape."""
+        return layer.mask.expand_as(layer.weight)
+
+    def sparsity(self):
+        """Fraction of prunable weights that are masked out."""
+        total = kept = 0
+        for _, m in self.layers:
+            wm = self.weight_mask(m)
+            total += wm.numel()
+            kept += int(wm.sum().item())
+        return 1.0 - kept / total

@@ -1,0 +1,1 @@
+"""Trainers: the per-iteration step objects and the loop that drives them."""

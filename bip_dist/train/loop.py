@@ -1,0 +1,83 @@
+"""The training loop shared by every trainer: data, schedules, steps, evaluation, checkpoints, callbacks."""
+
+import time
+
+import torch
+
+from bip_dist.checkpoint.trainer_state import Checkpointer
+from bip_dist.data import build_loaders
+from bip_dist.engine import LocalEngine
+from bip_dist.optim import LrSchedule
+from bip_dist.run_dir import prepare_run_dir
+from bip_dist.train.build import build_parts
+from bip_dist.train.callbacks import MetricsLog
+from bip_dist.train.evaluate import evaluate
+
+
+def _lr_scale(cfg, world_size):
+    if not cfg.dist.scale_lr:
+        return 1.0
+    return cfg.data.batch_size * world_size / cfg.dist.base_batch
+
+
+def train(cfg, engine=None, callbacks=(), prepare_masks=None):
+    """Run one stage (pretrain / prune / finetune) of `cfg`; returns the final metrics dict."""
+    engine = engine or LocalEngine()
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True)
+    run_dir = prepare_run_dir(cfg, write=engine.is_main)
+    engine.barrier()
+    loaders = build_loaders(cfg.data, rank=engine.rank, world_size=engine.world_size, seed=cfg.seed,
+                            two_streams=cfg.trainer == "bip", device=str(engine.device))
+    parts = build_parts(cfg, engine, loaders.num_classes, prepare_masks=prepare_masks)
+    spe = len(loaders.train)
+    scale = _lr_scale(cfg, engine.world_size)
+    w_lr = LrSchedule(cfg.optim, cfg.optim.lr * scale, spe, cfg.train.epochs)
+    s_lr = LrSchedule(cfg.score_optim, cfg.score_optim.lr * scale, spe, cfg.train.epochs)
+    state = {"step": 0, "epoch": 0, "best_top1": -1.0, "run_dir": str(run_dir)}
+    ckpt = Checkpointer(cfg, run_dir, engine)
+    ckpt.restore(state, parts, loaders)
+    cbs = list(callbacks)
+    if engine.is_main:
+        cbs.insert(0, MetricsLog(run_dir, cfg.train.log_every))
+    for cb in cbs:
+        getattr(cb, "on_start", lambda *a: None)(state, parts, loaders)
+    metrics = {}
+    max_steps = cfg.train.max_steps or spe * cfg.train.epochs
+    while state["epoch"] < cfg.train.epochs and state["step"] < max_steps:
+        epoch = state["epoch"]
+        loaders.train.set_epoch(epoch)
+        loaders.train.set_start_step(state["step"] - epoch * spe)
+        parts.model.train()
+        t_prev = time.perf_counter()
+        for batch in loaders.train:
+            t_data = time.perf_counter() - t_prev
+            lr_t, lr_s = w_lr(state["step"]), s_lr(state["step"])
+            parts.step.set_lrs(lr_t, lr_s)
+            out = parts.step(batch)
+            state["step"] += 1
+            out.update(time_data=t_data, lr_theta=lr_t, lr_score=lr_s)
+            out["time_step"] = time.perf_counter() - t_prev
+            for cb in cbs:
+                cb.on_step(state, out)
+            ckpt.maybe_save_step(state, parts, loaders)
+            t_prev = time.perf_counter()
+            if state["step"] >= max_steps:
+                break
+        finished = state["step"] - epoch * spe >= spe
+        if finished:
+            state["epoch"] += 1
+        last = state["epoch"] >= cfg.train.epochs or state["step"] >= max_steps
+        metrics = {}
+        if last or (finished and state["epoch"] % cfg.train.eval_every == 0):
+            metrics = evaluate(engine, engine.unwrap(), loaders.val)
+            if parts.store is not None:
+                metrics["sparsity"] = parts.store.sparsity()
+        for cb in cbs:
+            cb.on_epoch_end(state, metrics)
+        ckpt.save_epoch(state, parts, loaders, metrics, final=last)
+    for cb in cbs:
+        cb.close()
+    ckpt.close()
+    engine.barrier()
+    return {"run_dir": str(run_dir), "step": state["step"], "epoch": state["epoch"], **metrics}
