@@ -69,6 +69,7 @@ class BipStep:
         t_score = timer.lap()
         if paper:
             self._paper_ig()
+        grad_norm = store.grad.norm()
         self.score_opt.step(self.implicit, self.lr2, ig=self.ig, g_other=g_other)
         flips = store.refresh_mask()
         e.check_masks()
@@ -79,7 +80,7 @@ class BipStep:
         return {"loss_theta": loss1.detach(), "correct_theta": _correct(out1, y1), "n_theta": y1.numel(),
                 "loss_score": loss2.detach(), "correct_score": _correct(out2, y2), "n_score": y2.numel(),
                 "time_theta": t_theta, "time_score": t_score, "time_mask": t_mask,
-                "time_comm": e.comm_seconds - comm0, "mask_flips": flips}
+                "time_comm": e.comm_seconds - comm0, "mask_flips": flips, "score_grad_norm": grad_norm}
 
     def _score_pass(self, x, y):
         with self.engine.autocast():

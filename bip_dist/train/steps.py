@@ -80,10 +80,11 @@ class HydraStep:
         comm0 = e.comm_seconds
         e.backward_scores(loss)
         t_score = timer.lap()
+        grad_norm = store.grad.norm()
         self.score_opt.step()
         flips = store.refresh_mask()
         e.check_masks()
         t_mask = timer.lap()
         return {"loss_score": loss.detach(), "correct_score": _correct(out, y), "n_score": y.numel(),
                 "time_score": t_score, "time_comm": e.comm_seconds - comm0, "time_mask": t_mask,
-                "mask_flips": flips}
+                "mask_flips": flips, "score_grad_norm": grad_norm}
