@@ -1,5 +1,6 @@
 """The training loop shared by every trainer: data, schedules, steps, evaluation, checkpoints, callbacks."""
 
+import json
 import time
 
 import torch
@@ -79,5 +80,11 @@ def train(cfg, engine=None, callbacks=(), prepare_masks=None):
     for cb in cbs:
         cb.close()
     ckpt.close()
+    result = {"run_dir": str(run_dir), "step": state["step"], "epoch": state["epoch"], **metrics}
+    if engine.is_main:
+        # Written last: its presence tells sweeps and the demo that this stage finished.
+        tmp = run_dir / "result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(run_dir / "result.json")
     engine.barrier()
-    return {"run_dir": str(run_dir), "step": state["step"], "epoch": state["epoch"], **metrics}
+    return result

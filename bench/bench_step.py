@@ -1,0 +1,106 @@
+"""Per-iteration cost of dense SGD, HYDRA, BiP fused and BiP three-pass, measured side by side.
+
+Usage: python bench/bench_step.py [--models resnet20s resnet18] [--batch 64] [--iters 15]
+Prints a table (median seconds per iteration, ratio to dense, share of the BiP step spent on the mask)
+and writes bench/step.json. Methods run round-robin, one iteration each in turn, so that machine noise
+hits all of them alike.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
+from bip_dist.engine import LocalEngine
+from bip_dist.models import build_model
+from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
+from bip_dist.pruning import ScoreStore, make_prunable
+from bip_dist.train.bip_step import BipStep
+from bip_dist.train.steps import HydraStep, WeightStep
+
+METHODS = ("dense", "hydra", "bip_fused", "bip_3pass")
+
+
+def make_step(method, arch, k=0.1):
+    torch.manual_seed(0)
+    model = build_model(arch, 10)
+    engine = LocalEngine()
+    if method == "dense":
+        wp = weight_params(model)
+        engine.prepare(model, None, weight_optimizer(wp, OptimConfig(lr=0.01)))
+        step = WeightStep(engine, model, wp)
+    else:
+        make_prunable(model, "unstructured")
+        store = ScoreStore(model, k, "unstructured")
+        store.init_scores("magnitude")
+        store.refresh_mask()
+        wp = weight_params(model)
+        engine.prepare(model, store, weight_optimizer(wp, OptimConfig(lr=0.01)))
+        sopt = FlatScoreSGD(store, ScoreOptimConfig(lr=0.1))
+        if method == "hydra":
+            step = HydraStep(engine, model, wp, store, sopt)
+        else:
+            step = BipStep(engine, model, wp, store, sopt, BipConfig(fused=method == "bip_fused"))
+    step.train_mode()
+    model.train()
+    return step
+
+
+def batch_for(step, batch, size):
+    x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+    if step.two_streams:
+        return ((x, y), (torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))))
+    return (x, y)
+
+
+def bench_model(arch, batch, iters, warmup, size=32):
+    steps = {m: make_step(m, arch) for m in METHODS}
+    batches = {m: batch_for(s, batch, size) for m, s in steps.items()}
+    times = {m: [] for m in METHODS}
+    mask_share = []
+    for i in range(warmup + iters):
+        for m in METHODS:
+            if m != "dense":
+                steps[m].train_mode()
+            t0 = time.perf_counter()
+            out = steps[m](batches[m])
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                times[m].append(dt)
+                if m == "bip_fused":
+                    mask_share.append(out["time_mask"] / dt)
+    med = {m: statistics.median(v) for m, v in times.items()}
+    n_scores = steps["bip_fused"].store.numel
+    return {"arch": arch, "batch": batch, "input": f"{size}x{size}", "prunable_weights": n_scores,
+            "median_s": med, "ratio_to_dense": {m: med[m] / med["dense"] for m in METHODS},
+            "bip_fused_mask_share": statistics.median(mask_share)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["resnet20s", "resnet18"])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--iters", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--out", default="bench/step.json")
+    args = p.parse_args(argv)
+    rows = [bench_model(a, args.batch, args.iters, args.warmup) for a in args.models]
+    print(f"\n{'model':<11}{'method':<11}{'median s/it':>12}{'x dense':>9}")
+    for r in rows:
+        for m in METHODS:
+            print(f"{r['arch']:<11}{m:<11}{r['median_s'][m]:>12.4f}{r['ratio_to_dense'][m]:>9.2f}")
+        print(f"{r['arch']:<11}{'mask share of the BiP fused step:':<33}{100 * r['bip_fused_mask_share']:>6.2f}%")
+    res = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                       "platform": platform.platform()}, "batch_per_stream": args.batch, "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
