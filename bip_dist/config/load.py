@@ -143,8 +143,6 @@ def _cross_check(cfg, src):
     if cfg.trainer == "dense" and pruned:
         raise ConfigError(f"{src}: trainer 'dense' trains no mask; set prune.layer_type: dense "
                           f"(got {cfg.prune.layer_type!r})")
-    if cfg.trainer == "finetune" and not cfg.source_net and cfg.ckpt.resume == "":
-        raise ConfigError(f"{src}: trainer 'finetune' needs source_net (the pruned checkpoint)")
     from bip_dist.models import MODELS
     if cfg.model.arch not in MODELS:
         raise ConfigError(f"{src}: 'model.arch' = {cfg.model.arch!r} is not a known model; "

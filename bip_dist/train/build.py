@@ -38,6 +38,8 @@ def build_parts(cfg, engine, num_classes, prepare_masks=None):
     store = ScoreStore(model, cfg.prune.k, cfg.prune.layer_type) if pruned else None
     meta = run_meta(cfg, n_cls)
     has_masks = False
+    if cfg.trainer == "finetune" and not cfg.source_net:
+        raise ValueError("trainer 'finetune' needs source_net (the prune stage's final.pt)")
     if cfg.source_net:
         has_masks = load_source_net(cfg.source_net, model, meta)
     if store is not None and not has_masks:

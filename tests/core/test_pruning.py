@@ -1,0 +1,115 @@
+"""Masks: exact top-k counts, straight-through gradients, flat views, refresh only when asked."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from bip_dist.models import build_model
+from bip_dist.pruning import ScoreStore, make_prunable, sparsity_report
+
+
+def _store(granularity, k, arch="resnet20s"):
+    torch.manual_seed(0)
+    model = make_prunable(build_model(arch, 10), granularity)
+    store = ScoreStore(model, k, granularity)
+    store.init_scores("magnitude")
+    store.refresh_mask()
+    return model, store
+
+
+@pytest.mark.parametrize("k", [0.5, 0.1, 0.0092])
+def test_unstructured_global_topk_count(k):
+    model, store = _store("unstructured", k)
+    assert int(store.mask.sum()) == round(k * store.numel)
+    assert store.sparsity() == pytest.approx(1 - k, abs=1e-4)
+    rep = sparsity_report(model)
+    assert rep["global_sparsity"] == pytest.approx(1 - k, abs=1e-4)
+    # global: per-layer ratios differ (learned allocation), not k everywhere
+    ratios = {round(v["sparsity"], 3) for v in rep["layers"].values()}
+    assert len(ratios) > 1
+
+
+@pytest.mark.parametrize("granularity", ["filter", "channel"])
+def test_structured_per_layer_count(granularity):
+    model, store = _store(granularity, 0.5)
+    for _, m in store.layers:
+        n = m.scores.numel()
+        assert int(m.mask.sum()) == max(1, round(0.5 * n))
+        wm = m.mask.expand_as(m.weight)
+        dim = 0 if granularity == "filter" else 1
+        other = tuple(d for d in range(m.weight.dim()) if d != dim)
+        per_slice = wm.sum(dim=other)
+        assert set(per_slice.unique().tolist()) <= {0.0, float(m.weight[0].numel() if dim == 0
+                                                             else m.weight[:, 0].numel())}
+
+
+def test_mask_is_topk_of_abs_scores():
+    model, store = _store("unstructured", 0.3)
+    store.scores.copy_(torch.randn(store.numel))
+    store.refresh_mask()
+    kept = store.scores.abs()[store.mask.bool()]
+    dropped = store.scores.abs()[~store.mask.bool()]
+    assert kept.min() >= dropped.max()
+
+
+def test_views_share_flat_storage():
+    model, store = _store("unstructured", 0.5)
+    _, layer = store.layers[3]
+    a, b = store.offsets[3], store.offsets[4]
+    store.scores[a] = 123.0
+    assert layer.scores.view(-1)[0].item() == 123.0
+    assert layer.mask.data_ptr() == store.mask[a:b].data_ptr()
+    out = model(torch.randn(2, 3, 32, 32)).sum()
+    out.backward()
+    assert store.grad[a:b].abs().sum() > 0
+    assert layer.scores.grad.data_ptr() == store.grad[a:b].data_ptr()
+
+
+def test_forward_never_recomputes_mask():
+    model, store = _store("unstructured", 0.2)
+    before = store.mask.clone()
+    store.scores.mul_(-1).add_(torch.randn(store.numel))  # scores change, mask must not until refresh
+    model(torch.randn(2, 3, 32, 32))
+    assert torch.equal(before, store.mask)
+    assert store.refresh_mask() > 0
+
+
+def test_straight_through_gradients():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3)
+    model = make_prunable(nn.Sequential(conv), "unstructured")
+    store = ScoreStore(model, 0.5, "unstructured")
+    store.init_scores("kaiming")
+    store.refresh_mask()
+    layer = model[0]
+    x = torch.randn(2, 3, 8, 8)
+    w_eff = (layer.weight.detach() * layer.mask).requires_grad_(True)
+    nn.functional.conv2d(x, w_eff, layer.bias).pow(2).sum().backward()
+    g = w_eff.grad
+    store.zero_grad()
+    layer(x).pow(2).sum().backward()
+    torch.testing.assert_close(layer.scores.grad, g * layer.weight.detach())
+    torch.testing.assert_close(layer.weight.grad, g * layer.mask)
+
+
+def test_filter_score_gradient_is_summed_over_filter():
+    torch.manual_seed(0)
+    model = make_prunable(nn.Sequential(nn.Conv2d(3, 4, 3)), "filter")
+    store = ScoreStore(model, 1.0, "filter")
+    layer = model[0]
+    assert layer.scores.shape == (4, 1, 1, 1)
+    x = torch.randn(2, 3, 8, 8)
+    w_eff = layer.weight.detach().clone().requires_grad_(True)
+    nn.functional.conv2d(x, w_eff, layer.bias).sum().backward()
+    store.zero_grad()
+    layer(x).sum().backward()
+    expect = (w_eff.grad * layer.weight.detach()).sum(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(layer.scores.grad, expect)
+
+
+def test_magnitude_init_is_scaled_weight():
+    model, store = _store("unstructured", 0.5)
+    _, layer = store.layers[0]
+    w = layer.weight.detach()
+    fan_in = w[0].numel()
+    torch.testing.assert_close(layer.scores, (6.0 / fan_in) ** 0.5 * w.abs() / w.abs().max())
