@@ -113,3 +113,22 @@ def test_magnitude_init_is_scaled_weight():
     w = layer.weight.detach()
     fan_in = w[0].numel()
     torch.testing.assert_close(layer.scores, (6.0 / fan_in) ** 0.5 * w.abs() / w.abs().max())
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_bracketed_selection_equals_topk(tied):
+    torch.manual_seed(0)
+    model = make_prunable(nn.Sequential(nn.Linear(1024, 1100)), "unstructured")
+    store = ScoreStore(model, 0.1, "unstructured")
+    vals = torch.randn(store.numel)
+    store.scores.copy_(vals.round(decimals=1) if tied else vals)  # heavy ties force the exact fallback
+    store.refresh_mask()
+    keep = store.keep_count(store.numel)
+    assert int(store.mask.sum()) == keep
+    kept = store.scores.abs()[store.mask.bool()]
+    dropped = store.scores.abs()[~store.mask.bool()]
+    assert kept.min() >= dropped.max()
+    if not tied:
+        ref = torch.zeros_like(store.mask)
+        ref[torch.topk(store.scores.abs(), keep).indices] = 1
+        assert torch.equal(ref, store.mask)
