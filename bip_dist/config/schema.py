@@ -109,7 +109,8 @@ class LogConfig:
 class ExperimentConfig:
     name: str = opt("exp", "experiment name; run folder is <out_dir>/<name>/<mode>/<hash>")
     mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline", choices=MODES)
-    trainer: str = opt("dense", "dense | hydra (scores only) | bip | finetune (fixed mask) | omp | imp | random",
+    trainer: str = opt("dense", "dense SGD; hydra: scores only; bip; finetune: weights under a fixed mask; "
+                       "omp / imp / random: magnitude, iterative-magnitude and random baselines",
                        choices=TRAINERS)
     seed: int = opt(0, "global seed")
     out_dir: str = opt("runs", "root of run folders")
