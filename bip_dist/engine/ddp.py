@@ -1,0 +1,156 @@
+"""Multi-process engine: torch DDP for the theta pass, our bucketed reducer for the score pass.
+
+Why two mechanisms: DDP registers a fixed parameter set and expects every forward through it to be
+followed by a backward over that set. BiP's score pass differentiates a different set (scores, and for
+the paper IG the prunable weights) at a different point, so it runs on the unwrapped module and its
+gradients are averaged by `ScoreGradReducer` on the flat score-gradient buffer. Scores and masks are
+excluded from DDP entirely: masks are recomputed identically on every rank from identical scores.
+
+BatchNorm: `broadcast_buffers=False` by default (each rank keeps running statistics of its own shard,
+no per-step broadcast); `dist.sync_bn: true` converts BatchNorm to SyncBatchNorm (GPU only, exact
+batch statistics of the global batch).
+"""
+
+import time
+
+import torch
+import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from bip_dist.engine.local import LocalEngine
+from bip_dist.engine.score_reducer import ScoreGradReducer
+
+_BROADCAST_BUCKET = 64 * 2 ** 20
+
+
+def init_process_group(env):
+    """Join the default process group once (torchrun's MASTER_ADDR/PORT via env://)."""
+    if not dist.is_initialized():
+        if env.device().startswith("cuda"):
+            torch.cuda.set_device(torch.device(env.device()))
+        dist.init_process_group(env.backend(), rank=env.rank, world_size=env.world_size)
+
+
+def score_names(model):
+    """Fully qualified names of score parameters and mask buffers (excluded from DDP)."""
+    names = [n for n, _ in model.named_parameters() if n.endswith("scores")]
+    return names + [n for n, _ in model.named_buffers() if n.endswith("mask")]
+
+
+class DDPEngine(LocalEngine):
+    """One process per device; rank and world size come from `env` (bip_dist.engine.dist_env.DistEnv)."""
+
+    def __init__(self, env, cfg):
+        super().__init__(env.device(), cfg.dist.precision, cfg.dist.channels_last)
+        self.env, self.dist_cfg = env, cfg.dist
+        self.rank, self.world_size, self.is_main = env.rank, env.world_size, env.is_main
+        init_process_group(env)
+        self.reducer = None
+
+    # --- setup -----------------------------------------------------------------------------------
+    def prepare(self, model, store, weight_opt):
+        """Wrap `model` in DDP (scores/masks ignored) and hook the score reducer onto `store`."""
+        if getattr(self.dist_cfg, "sync_bn", False):
+            if self.device.type != "cuda":
+                raise ValueError("dist.sync_bn needs GPUs (SyncBatchNorm has no CPU kernel); set it false")
+            # Converts in place below the root and reuses the Parameter objects, so optimizers stay valid.
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        super().prepare(model, store, weight_opt)
+        self._wrap_theta(model)
+        if store is not None:
+            self.reducer = ScoreGradReducer(store, self.world_size, self.dist_cfg.bucket_mb,
+                                            self.dist_cfg.score_grad_dtype)
+
+    def _wrap_theta(self, model):
+        DDP._set_params_and_buffers_to_ignore_for_model(model, score_names(model))
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.theta_model = DDP(model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=False,
+                               bucket_cap_mb=self.dist_cfg.bucket_mb)
+        ignored = set(score_names(model))
+        # DDP all-reduces the gradient of every parameter it holds once per theta backward.
+        self.theta_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
+                               if n not in ignored and p.requires_grad)
+
+    def _state_tensors(self):
+        skip = set(score_names(self.model))
+        params = [p.data for n, p in self.model.named_parameters() if n not in skip]
+        return params + [b for n, b in self.model.named_buffers() if n not in skip]
+
+    @torch.no_grad()
+    def broadcast_state(self):
+        """Every rank takes rank 0's weights and buffers (coalesced), scores and mask (one call each)."""
+        t0 = time.perf_counter()
+        tensors = self._state_tensors()
+        dist._broadcast_coalesced(dist.group.WORLD, tensors, _BROADCAST_BUCKET, 0)
+        self.comm_bytes += sum(t.numel() * t.element_size() for t in tensors)
+        if self.store is not None:
+            for flat in (self.store.scores, self.store.mask):
+                dist.broadcast(flat, 0)
+                self.comm_bytes += flat.numel() * flat.element_size()
+        self.comm_seconds += time.perf_counter() - t0
+
+    # --- passes ----------------------------------------------------------------------------------
+    def backward_theta(self, loss):
+        loss.backward()  # DDP's reducer all-reduces weight gradients bucket by bucket during backward
+        self.comm_bytes += self.theta_bytes
+
+    def backward_scores(self, loss):
+        """Backward on the unwrapped module; score-gradient buckets are reduced as they fill."""
+        if self.reducer is None:
+            loss.backward()
+            return
+        b0, s0 = self.reducer.bytes, self.reducer.seconds
+        self.reducer.backward(loss)
+        self.comm_bytes += self.reducer.bytes - b0
+        self.comm_seconds += self.reducer.seconds - s0
+
+    # --- collectives -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def reduce_mean_(self, tensors):
+        """Average tensors in place with one all-reduce over their concatenation."""
+        tensors = [t for t in tensors if t is not None]
+        if not tensors:
+            return
+        t0 = time.perf_counter()
+        flat = _flatten_dense_tensors(tensors)
+        dist.all_reduce(flat)
+        flat.div_(self.world_size)
+        torch._foreach_copy_(tensors, _unflatten_dense_tensors(flat, tensors))
+        self.comm_bytes += flat.numel() * flat.element_size()
+        self.comm_seconds += time.perf_counter() - t0
+
+    def all_reduce_sum(self, tensor):
+        """Sum across ranks (returns the same tensor, reduced in place)."""
+        t0 = time.perf_counter()
+        dist.all_reduce(tensor)
+        self.comm_bytes += tensor.numel() * tensor.element_size()
+        self.comm_seconds += time.perf_counter() - t0
+        return tensor
+
+    def check_masks(self):
+        """With `dist.check_masks`: all-gather the mask hash and raise naming the ranks that differ."""
+        if not self.dist_cfg.check_masks or self.store is None:
+            return
+        mine = torch.tensor([self.store.mask_hash()], dtype=torch.float64, device=self.device)
+        hashes = [torch.zeros_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(hashes, mine)
+        differ = [r for r, h in enumerate(hashes) if not torch.equal(h, hashes[0])]
+        if differ:
+            raise RuntimeError(f"mask differs from rank 0's on ranks {differ} "
+                               f"(hashes {[float(h) for h in hashes]})")
+
+    def barrier(self):
+        if dist.is_initialized():
+            dist.barrier()
+
+    def unwrap(self):
+        return self.model
+
+    def shutdown(self):
+        """Remove hooks and leave the process group (safe to call twice)."""
+        if self.reducer is not None:
+            self.reducer.remove()
+            self.reducer = None
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,151 @@
+"""Shared pieces of the 2-process tests: a BatchNorm-free prunable net, step builders, data shards, spawn.
+
+Configs are SimpleNamespaces with the schema's field names, so these tests do not depend on the data
+package that `bip_dist.config.schema` imports.
+"""
+
+import os
+import socket
+from types import SimpleNamespace as NS
+
+import torch
+import torch.nn as nn
+
+from bip_dist.engine.dist_env import DistEnv
+from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
+from bip_dist.pruning import ScoreStore, make_prunable
+from bip_dist.train.bip_step import BipStep
+from bip_dist.train.steps import HydraStep, WeightStep
+
+WORLD = 2
+PER_RANK = 4     # batch per rank; the single-process reference sees WORLD * PER_RANK
+ITERS = 3
+SIZE = 8         # image side
+
+# name -> (trainer, fused, implicit, score_grad_dtype)
+CASES = {
+    "bip_fused": ("bip", True, "reference", "fp32"),
+    "bip_3pass": ("bip", False, "reference", "fp32"),
+    "bip_paper": ("bip", True, "paper", "fp32"),
+    "hydra": ("hydra", True, "none", "fp32"),
+    "dense": ("dense", True, "none", "fp32"),
+    "finetune": ("finetune", True, "none", "fp32"),
+    "bip_bf16": ("bip", True, "reference", "bf16"),
+}
+
+
+def tiny_net():
+    """Conv-ReLU-Conv-ReLU-pool-Linear: no BatchNorm, so per-rank statistics cannot differ."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+
+def dist_cfg(grad_dtype="fp32", backend="ddp", ds_config="", check_masks=True, bucket_mb=0.002):
+    """A stand-in for ExperimentConfig with the keys the engines read. Tiny buckets: several per model."""
+    d = NS(backend=backend, bucket_mb=bucket_mb, score_grad_dtype=grad_dtype, precision="fp32",
+           channels_last=False, check_masks=check_masks, sync_bn=False, deepspeed_config=ds_config)
+    return NS(dist=d, data=NS(batch_size=PER_RANK))
+
+
+def build(case, engine, seed=0):
+    """Model, store and step object of `case` on `engine` (mirrors bip_dist.train.build.build_parts)."""
+    trainer, fused, implicit, _ = CASES[case]
+    torch.manual_seed(seed)
+    model = tiny_net()
+    store = None
+    if trainer != "dense":
+        make_prunable(model, "unstructured")
+        store = ScoreStore(model, 0.3, "unstructured")
+        store.init_scores("magnitude")
+        store.refresh_mask()
+    wp = weight_params(model)
+    wopt = weight_optimizer(wp, NS(lr=0.05, momentum=0.9, weight_decay=1e-4, nesterov=False))
+    sopt = FlatScoreSGD(store, NS(lr=0.5, momentum=0.9, weight_decay=1e-4, nesterov=False)) if store else None
+    engine.prepare(model, store, wopt)
+    engine.broadcast_state()
+    if trainer == "bip":
+        step = BipStep(engine, model, wp, store, sopt, NS(fused=fused, implicit=implicit, lr2=1e-2))
+    elif trainer == "hydra":
+        step = HydraStep(engine, model, wp, store, sopt)
+    else:
+        step = WeightStep(engine, model, wp, store)
+    step.train_mode()
+    return model, store, step
+
+
+def batches(two_streams, seed=1):
+    """ITERS global batches of WORLD * PER_RANK samples (two independent streams for BiP)."""
+    g = torch.Generator().manual_seed(seed)
+    n = WORLD * PER_RANK
+
+    def one():
+        return torch.randn(n, 3, SIZE, SIZE, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return [(one(), one()) if two_streams else one() for _ in range(ITERS)]
+
+
+def shard(batch, rank, world):
+    """This rank's contiguous part of a global batch (what a sharded loader would give it)."""
+    if isinstance(batch[0], tuple):
+        return tuple(shard(b, rank, world) for b in batch)
+    x, y = batch
+    k = x.shape[0] // world
+    return x[rank * k:(rank + 1) * k], y[rank * k:(rank + 1) * k]
+
+
+def run(case, engine, rank=0, world=1):
+    """Train `case` for ITERS iterations on this rank's shards; return weights, scores and mask."""
+    model, store, step = build(case, engine)
+    model.train()
+    for b in batches(step.two_streams):
+        step(shard(b, rank, world))
+    out = {"params": {n: p.detach().clone() for n, p in model.named_parameters() if not n.endswith("scores")},
+           "comm_bytes": engine.comm_bytes}
+    if store is not None:
+        out.update(scores=store.scores.clone(), mask=store.mask.clone(), hash=store.mask_hash())
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(rank, port):
+    """Set what torchrun would set and return the matching DistEnv."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD))
+    return DistEnv.from_environ()
+
+
+def ddp_worker(rank, port, outdir, cases):
+    """mp.spawn target: every case under DDPEngine, results saved per rank."""
+    from bip_dist.engine.ddp import DDPEngine
+    env = env_for(rank, port)
+    torch.set_num_threads(1)
+    res = {}
+    engine = None
+    for case in cases:
+        engine = DDPEngine(env, dist_cfg(CASES[case][3]))
+        res[case] = run(case, engine, rank, WORLD)
+        if engine.reducer is not None:
+            res[case]["buckets"] = len(engine.reducer.buckets)
+            res[case]["overlapped"] = engine.reducer.overlapped
+            engine.reducer.remove()
+    torch.save(res, os.path.join(outdir, f"ddp{rank}.pt"))
+    engine.shutdown()
+
+
+def deepspeed_worker(rank, port, outdir, cases, ds_config):
+    """mp.spawn target: cases under DeepSpeedEngine (ZeRO config `ds_config`)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from bip_dist.engine.deepspeed_engine import DeepSpeedEngine
+    env = env_for(rank, port)
+    torch.set_num_threads(1)
+    res = {}
+    engine = None
+    for case in cases:
+        engine = DeepSpeedEngine(env, dist_cfg(CASES[case][3], "deepspeed", ds_config))
+        res[case] = run(case, engine, rank, WORLD)
+    torch.save(res, os.path.join(outdir, f"ds{rank}.pt"))
+    engine.shutdown()

@@ -1,0 +1,87 @@
+"""2 ranks x batch b under DDPEngine == 1 rank x batch 2b under LocalEngine, for every trainer.
+
+One mp.spawn (gloo, world size 2, 127.0.0.1) runs all cases, so process start-up is paid once.
+"""
+
+import os
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+sys.path.insert(0, os.path.dirname(__file__))
+import dist_helpers as H  # noqa: E402
+
+from bip_dist.engine import LocalEngine  # noqa: E402
+
+EXACT = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "finetune"]
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(H.ddp_worker, args=(H.free_port(), str(out), list(H.CASES)), nprocs=H.WORLD)
+    return [torch.load(out / f"ddp{r}.pt") for r in range(H.WORLD)]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    torch.manual_seed(0)
+    return {case: H.run(case, LocalEngine()) for case in H.CASES}
+
+
+@pytest.mark.parametrize("case", EXACT)
+def test_two_ranks_equal_one_rank_double_batch(case, ddp_results, reference):
+    ref = reference[case]
+    for rank, res in enumerate(ddp_results):
+        got = res[case]
+        for name, p in ref["params"].items():
+            torch.testing.assert_close(got["params"][name], p, rtol=1e-5, atol=1e-6, msg=f"rank {rank} {name}")
+        if "scores" in ref:
+            torch.testing.assert_close(got["scores"], ref["scores"], rtol=1e-5, atol=1e-6)
+            assert torch.equal(got["mask"], ref["mask"]), f"rank {rank}: mask differs from 1-process run"
+
+
+@pytest.mark.parametrize("case", ["bip_fused", "hydra"])
+def test_training_moved_scores_and_mask(case, reference):
+    """The equivalence above means something only if the scores and the mask actually moved."""
+    torch.manual_seed(0)
+    _, store, _ = H.build(case, LocalEngine())
+    assert not torch.equal(store.scores, reference[case]["scores"])
+    assert not torch.equal(store.mask, reference[case]["mask"])
+
+
+@pytest.mark.parametrize("case", [c for c in H.CASES if H.CASES[c][0] != "dense"])
+def test_masks_identical_across_ranks(case, ddp_results):
+    a, b = (r[case] for r in ddp_results)
+    assert torch.equal(a["mask"], b["mask"]) and a["hash"] == b["hash"]
+
+
+def test_bf16_score_gradients_stay_close(ddp_results, reference):
+    ref, got = reference["bip_fused"], ddp_results[0]["bip_bf16"]
+    torch.testing.assert_close(got["scores"], ref["scores"], rtol=2e-2, atol=2e-3)
+    flips = (got["mask"] != ref["mask"]).float().mean().item()
+    assert flips < 0.01, f"{flips:.3%} of the mask differs with bf16 score gradients"
+
+
+def test_bf16_halves_score_traffic(ddp_results):
+    fp32, bf16 = ddp_results[0]["bip_fused"]["comm_bytes"], ddp_results[0]["bip_bf16"]["comm_bytes"]
+    _, store, _ = H.build("bip_fused", LocalEngine())
+    score_bytes = store.grad.numel() * store.grad.element_size() * H.ITERS
+    assert fp32 - bf16 == score_bytes // 2
+
+
+def test_score_buckets_overlap_backward(ddp_results):
+    """Several buckets per model, and all but the first layer's bucket launched from backward hooks."""
+    got = ddp_results[0]["bip_fused"]
+    assert got["buckets"] >= 3
+    assert got["overlapped"] >= (got["buckets"] - 1) * H.ITERS
+
+
+def test_bucket_layout_covers_the_buffer_from_the_end():
+    from bip_dist.engine.score_reducer import _build_buckets
+    offsets = [0, 10, 30, 35, 100]
+    buckets, bucket_of = _build_buckets(offsets, 4, 25 * 4 / 2 ** 20)  # 25 elements per bucket
+    assert [(lo, hi) for lo, hi, _ in buckets] == [(35, 100), (10, 35), (0, 10)]
+    assert bucket_of == [2, 1, 1, 0]
