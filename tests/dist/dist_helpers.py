@@ -40,7 +40,7 @@ def tiny_net():
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
 
 
-def dist_cfg(grad_dtype="fp32", backend="ddp", ds_config="", check_masks=True, bucket_mb=0.002):
+def dist_cfg(grad_dtype="fp32", backend="ddp", ds_config="", check_masks=True, bucket_mb=0.0005):
     """A stand-in for ExperimentConfig with the keys the engines read. Tiny buckets: several per model."""
     d = NS(backend=backend, bucket_mb=bucket_mb, score_grad_dtype=grad_dtype, precision="fp32",
            channels_last=False, check_masks=check_masks, sync_bn=False, deepspeed_config=ds_config)
