@@ -146,6 +146,9 @@ def deepspeed_worker(rank, port, outdir, cases, ds_config):
     engine = None
     for case in cases:
         engine = DeepSpeedEngine(env, dist_cfg(CASES[case][3], "deepspeed", ds_config))
-        res[case] = run(case, engine, rank, WORLD)
+        try:
+            res[case] = run(case, engine, rank, WORLD)
+        except ValueError as e:  # refused combinations are raised on every rank before any collective
+            res[case] = {"error": str(e)}
     torch.save(res, os.path.join(outdir, f"ds{rank}.pt"))
     engine.shutdown()

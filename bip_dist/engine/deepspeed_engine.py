@@ -1,0 +1,100 @@
+"""DeepSpeed (ZeRO stage 1 / 2) for the theta optimizer; scores through the same bucketed reducer as DDP.
+
+`dist.backend: deepspeed` with `dist.deepspeed_config` pointing at a JSON (configs/deepspeed/zero1.json,
+zero2.json). The JSON's micro batch is replaced by `data.batch_size` and the gradient-accumulation steps
+forced to 1, so the same experiment config means the same global batch under either backend.
+
+What DeepSpeed manages: the weights, biases and BatchNorm parameters (the torch SGD built by the trainer,
+wrapped by ZeRO, which partitions its momentum across ranks). What it must never see: the scores. They
+are switched to requires_grad=False while `deepspeed.initialize` runs (so it registers nothing on them)
+and the steps switch them back on for the score pass, whose backward runs on the unwrapped module.
+
+ZeRO-2 reduces weight gradients from autograd hooks in *every* backward. A score pass that also
+differentiates weights (bip.fused=false's "bilevel" pass, or bip.implicit=paper) would feed those hooks
+and corrupt the next theta step, so that combination is refused; ZeRO-1 (no hooks: overlap_comm and
+contiguous_gradients off in zero1.json) runs every trainer.
+"""
+
+import json
+import logging
+import os
+
+import torch
+
+from bip_dist.engine.ddp import DDPEngine, init_process_group
+
+
+def load_ds_config(path, micro_batch):
+    """The DeepSpeed JSON with the run's per-rank batch and no gradient accumulation."""
+    with open(path) as f:
+        conf = json.load(f)
+    conf["train_micro_batch_size_per_gpu"] = int(micro_batch)
+    conf["gradient_accumulation_steps"] = 1
+    conf.pop("train_batch_size", None)  # derived by DeepSpeed: micro * world * 1
+    # The theta optimizer is plain torch SGD, which ZeRO only accepts with this flag.
+    conf["zero_allow_untested_optimizer"] = True
+    return conf
+
+
+class DeepSpeedEngine(DDPEngine):
+    """DDPEngine's collectives and score reducer, DeepSpeed's engine for the theta pass."""
+
+    def __init__(self, env, cfg):
+        if not torch.cuda.is_available():
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        init_process_group(env)  # gloo / nccl as chosen by DistEnv; DeepSpeed reuses the default group
+        super().__init__(env, cfg)
+        self.ds_conf = load_ds_config(cfg.dist.deepspeed_config, cfg.data.batch_size)
+        self.stage = self.ds_conf.get("zero_optimization", {}).get("stage", 0)
+
+    def _wrap_theta(self, model):
+        import deepspeed
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        weights = [p for g in self.weight_opt.param_groups for p in g["params"]]
+        scores = self.store.params if self.store is not None else []
+        trainable = [p.requires_grad for p in scores]
+        for p in scores:
+            p.requires_grad_(False)
+        try:
+            ds, opt, _, _ = deepspeed.initialize(model=model, model_parameters=weights, optimizer=self.weight_opt,
+                                                 config=self.ds_conf, dist_init_required=False)
+        finally:
+            for p, flag in zip(scores, trainable):
+                p.requires_grad_(flag)
+        self.ds, self.theta_model = ds, ds
+        # Steps set learning rates through engine.weight_opt.param_groups: the ZeRO wrapper exposes the
+        # torch optimizer's groups, and ZeRO's step reads them.
+        self.weight_opt = opt
+        self.weights = weights
+        # Weight-gradient traffic per step: all-reduce (stage 1) or reduce-scatter (stage 2) of every weight.
+        self.theta_bytes = sum(p.numel() * p.element_size() for p in weights)
+        if self.store is not None:
+            # initialize may have re-pointed parameter storage; the store's views must still be the params
+            for p, (a, b) in zip(self.store.params, zip(self.store.offsets[:-1], self.store.offsets[1:])):
+                assert p.data_ptr() == self.store.scores[a:b].data_ptr(), "DeepSpeed moved a score tensor"
+
+    # --- passes ----------------------------------------------------------------------------------
+    def backward_theta(self, loss):
+        self.ds.backward(loss)  # backward + ZeRO gradient reduction (mean over ranks)
+        self.comm_bytes += self.theta_bytes
+
+    def step_theta(self):
+        self.ds.step()  # ZeRO step on the partitioned SGD state, then it clears the gradients
+
+    def zero_theta(self):
+        # Drop weight gradients the score pass may have left (paper IG / three-pass) before the
+        # theta backward accumulates into them; ZeRO clears its own partitions in step().
+        for p in self.weights:
+            p.grad = None
+
+    def backward_scores(self, loss):
+        if self.stage >= 2 and any(p.requires_grad for p in self.weights):
+            raise ValueError("DeepSpeed ZeRO-2 reduces weight gradients in backward hooks, so the score pass "
+                             "must not differentiate weights: use configs/deepspeed/zero1.json, or "
+                             "bip.fused=true with bip.implicit=reference|none")
+        super().backward_scores(loss)
+
+    def shutdown(self):
+        """Drop the DeepSpeed engine, then leave the process group."""
+        self.ds = self.theta_model = None
+        super().shutdown()
