@@ -6,11 +6,12 @@ the paper IG the prunable weights) at a different point, so it runs on the unwra
 gradients are averaged by `ScoreGradReducer` on the flat score-gradient buffer. Scores and masks are
 excluded from DDP entirely: masks are recomputed identically on every rank from identical scores.
 
-BatchNorm: `broadcast_buffers=False` by default (each rank keeps running statistics of its own shard,
+BatchNorm: no per-forward buffer broadcast by default (`forward_sync_buffers=False`) (each rank keeps running statistics of its own shard,
 no per-step broadcast); `dist.sync_bn: true` converts BatchNorm to SyncBatchNorm (GPU only, exact
 batch statistics of the global batch).
 """
 
+import inspect
 import time
 
 import torch
@@ -22,6 +23,7 @@ from bip_dist.engine.local import LocalEngine
 from bip_dist.engine.score_reducer import ScoreGradReducer
 
 _BROADCAST_BUCKET = 64 * 2 ** 20
+_DDP_ARGS = inspect.signature(DDP.__init__).parameters
 
 
 def init_process_group(env):
@@ -65,8 +67,12 @@ class DDPEngine(LocalEngine):
     def _wrap_theta(self, model):
         DDP._set_params_and_buffers_to_ignore_for_model(model, score_names(model))
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.theta_model = DDP(model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=False,
-                               bucket_cap_mb=self.dist_cfg.bucket_mb)
+        # No per-forward buffer broadcast (BatchNorm statistics stay rank-local); the flag was renamed in
+        # torch 2.14 (forward_sync_buffers), older versions only know broadcast_buffers.
+        no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_ARGS else \
+            {"broadcast_buffers": False}
+        self.theta_model = DDP(model, device_ids=ids, find_unused_parameters=False,
+                               bucket_cap_mb=self.dist_cfg.bucket_mb, **no_sync)
         ignored = set(score_names(model))
         # DDP all-reduces the gradient of every parameter it holds once per theta backward.
         self.theta_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters()

@@ -1,0 +1,152 @@
+"""Per-iteration cost of dense, HYDRA, BiP fused and BiP three-pass on 2 CPU workers, DDP vs DeepSpeed.
+
+Usage: python bench/bench_step_dist.py [--arch resnet20s] [--batch 64] [--iters 12] [--world 2]
+Spawns `--world` gloo workers on 127.0.0.1 (one thread each). Every method gets its own engine; methods
+run round-robin, one iteration each in turn after a barrier, so machine noise hits all alike. Reports the
+median seconds per iteration (rank 0), the ratio to dense DDP, and the bytes each rank all-reduces per
+iteration split into weight gradients (DDP buckets / ZeRO = parameter bytes) and score gradients (our
+reducer), relative to the model's parameter bytes. Writes bench/step_dist.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# (label, backend, trainer, fused, score_grad_dtype)
+METHODS = [("dense", "ddp", "dense", True, "fp32"), ("hydra", "ddp", "hydra", True, "fp32"),
+           ("bip_fused", "ddp", "bip", True, "fp32"), ("bip_3pass", "ddp", "bip", False, "fp32"),
+           ("bip_fused_bf16", "ddp", "bip", True, "bf16"),
+           ("dense", "deepspeed", "dense", True, "fp32"), ("hydra", "deepspeed", "hydra", True, "fp32"),
+           ("bip_fused", "deepspeed", "bip", True, "fp32"), ("bip_3pass", "deepspeed", "bip", False, "fp32")]
+
+
+def make(method, args, env):
+    """Engine, step and weight-parameter bytes of one method (mirrors bip_dist.train.build)."""
+    from bip_dist.models import build_model
+    from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
+    from bip_dist.pruning import ScoreStore, make_prunable
+    from bip_dist.train.bip_step import BipStep
+    from bip_dist.train.steps import HydraStep, WeightStep
+    label, backend, trainer, fused, gdtype = method
+    d = NS(backend=backend, bucket_mb=25.0, score_grad_dtype=gdtype, precision="fp32", channels_last=False,
+           check_masks=False, sync_bn=False, deepspeed_config=str(ROOT / "configs/deepspeed/zero1.json"))
+    cfg = NS(dist=d, data=NS(batch_size=args.batch))
+    if backend == "deepspeed":
+        from bip_dist.engine.deepspeed_engine import DeepSpeedEngine as Engine
+    else:
+        from bip_dist.engine.ddp import DDPEngine as Engine
+    engine = Engine(env, cfg)
+    torch.manual_seed(0)
+    model = build_model(args.arch, 10)
+    store = None
+    if trainer != "dense":
+        make_prunable(model, "unstructured")
+        store = ScoreStore(model, args.k, "unstructured")
+        store.init_scores("magnitude")
+        store.refresh_mask()
+    wp = weight_params(model)
+    opt = NS(lr=0.01, momentum=0.9, weight_decay=1e-4, nesterov=False)
+    engine.prepare(model, store, weight_optimizer(wp, opt))
+    engine.broadcast_state()
+    if trainer == "bip":
+        step = BipStep(engine, model, wp, store, FlatScoreSGD(store, opt),
+                       NS(fused=fused, implicit="reference", lr2=1e-4))
+    elif trainer == "hydra":
+        step = HydraStep(engine, model, wp, store, FlatScoreSGD(store, opt))
+    else:
+        step = WeightStep(engine, model, wp, store)
+    step.train_mode()
+    model.train()
+    return engine, step, sum(p.numel() * p.element_size() for p in wp)
+
+
+def worker(rank, args, port, q):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(args.world), LOCAL_WORLD_SIZE=str(args.world), DS_ACCELERATOR="cpu")
+    torch.set_num_threads(1)
+    import logging
+    logging.disable(logging.WARNING)
+    from bip_dist.engine.dist_env import DistEnv
+    env = DistEnv.from_environ()
+    built = [make(m, args, env) for m in METHODS]
+    g = torch.Generator().manual_seed(rank)
+
+    def batch(two):
+        def one():
+            return torch.randn(args.batch, 3, args.size, args.size, generator=g), \
+                torch.randint(0, 10, (args.batch,), generator=g)
+        return (one(), one()) if two else one()
+    times = [[] for _ in METHODS]
+    bytes0 = [e.comm_bytes for e, _, _ in built]
+    for it in range(args.warmup + args.iters):
+        for i, (engine, step, _) in enumerate(built):
+            b = batch(step.two_streams)
+            dist.barrier()
+            t0 = time.perf_counter()
+            step(b)
+            if it >= args.warmup:
+                times[i].append(time.perf_counter() - t0)
+            else:
+                bytes0[i] = engine.comm_bytes
+    if rank == 0:
+        n = args.iters
+        res = []
+        for m, (engine, step, pbytes), ts, b0 in zip(METHODS, built, times, bytes0):
+            theta = engine.theta_bytes if m[2] in ("dense", "bip") else 0
+            total = (engine.comm_bytes - b0) / n
+            res.append({"method": m[0], "backend": m[1], "median_s": statistics.median(ts),
+                        "bytes_per_iter": total, "score_bytes_per_iter": total - theta, "param_bytes": pbytes})
+        q.put(res)
+    dist.barrier()
+    built[0][0].shutdown()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arch", default="resnet20s")
+    p.add_argument("--batch", type=int, default=64, help="per rank")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--k", type=float, default=0.1)
+    p.add_argument("--iters", type=int, default=12)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--world", type=int, default=2)
+    p.add_argument("--out", default=str(ROOT / "bench" / "step_dist.json"))
+    args = p.parse_args(argv)
+    from tests.dist.dist_helpers import free_port  # noqa: E402 (the same helper the tests use)
+    ctx = mp.get_context("spawn")
+    q = ctx.SimpleQueue()
+    mp.spawn(worker, args=(args, free_port(), q), nprocs=args.world)
+    rows = q.get()
+    base = next(r["median_s"] for r in rows if r["method"] == "dense" and r["backend"] == "ddp")
+    print(f"{args.arch} {args.size}x{args.size}, batch {args.batch}/rank, {args.world} gloo workers, "
+          f"median of {args.iters} iterations; bytes = all-reduced per rank per iteration")
+    print(f"{'method':16s} {'backend':10s} {'s/iter':>8s} {'x dense DDP':>11s} {'MB/iter':>8s} "
+          f"{'score MB':>9s} {'score/params':>12s}")
+    for r in rows:
+        r["ratio_to_dense_ddp"] = r["median_s"] / base
+        r["score_bytes_over_param_bytes"] = r["score_bytes_per_iter"] / r["param_bytes"]
+        print(f"{r['method']:16s} {r['backend']:10s} {r['median_s']:8.3f} {r['ratio_to_dense_ddp']:11.2f} "
+              f"{r['bytes_per_iter'] / 2 ** 20:8.2f} {r['score_bytes_per_iter'] / 2 ** 20:9.2f} "
+              f"{r['score_bytes_over_param_bytes']:12.2f}")
+    meta = {"arch": args.arch, "batch_per_rank": args.batch, "size": args.size, "world": args.world,
+            "iters": args.iters, "k": args.k, "torch": torch.__version__, "machine": platform.machine(),
+            "cpus": os.cpu_count(), "command": "python bench/bench_step_dist.py " + " ".join(argv or sys.argv[1:])}
+    Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
