@@ -89,6 +89,8 @@ class DistConfig:
     base_batch: int = opt(128, "global batch the configured learning rates are meant for", min=1)
     deepspeed_config: str = opt("configs/deepspeed/zero1.json", "DeepSpeed JSON (backend deepspeed)")
     check_masks: bool = opt(False, "debug: compare a hash of the mask across ranks every refresh")
+    sync_bn: bool = opt(False, "SyncBatchNorm: batch statistics over the global batch (GPU only); false = "
+                        "each rank keeps running statistics of its own shard, no buffer traffic")
 
 
 @dataclass(frozen=True)

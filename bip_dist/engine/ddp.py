@@ -6,12 +6,14 @@ the paper IG the prunable weights) at a different point, so it runs on the unwra
 gradients are averaged by `ScoreGradReducer` on the flat score-gradient buffer. Scores and masks are
 excluded from DDP entirely: masks are recomputed identically on every rank from identical scores.
 
-BatchNorm: no per-forward buffer broadcast by default (`forward_sync_buffers=False`) (each rank keeps running statistics of its own shard,
-no per-step broadcast); `dist.sync_bn: true` converts BatchNorm to SyncBatchNorm (GPU only, exact
-batch statistics of the global batch).
+BatchNorm: by default no per-forward buffer broadcast (each rank keeps running statistics of its own
+shard; rank 0's are what checkpoints save); `dist.sync_bn: true` converts BatchNorm to SyncBatchNorm
+(GPU only: batch statistics over the global batch).
 """
 
 import inspect
+import os
+import socket
 import time
 
 import torch
@@ -29,9 +31,18 @@ _DDP_ARGS = inspect.signature(DDP.__init__).parameters
 def init_process_group(env):
     """Join the default process group once (torchrun's MASTER_ADDR/PORT via env://)."""
     if not dist.is_initialized():
+        if env.world_size == 1 and "MASTER_ADDR" not in os.environ:
+            # `dist.backend: deepspeed` in a plain single process: a private one-rank group.
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
         if env.device().startswith("cuda"):
             torch.cuda.set_device(torch.device(env.device()))
         dist.init_process_group(env.backend(), rank=env.rank, world_size=env.world_size)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def score_names(model):
@@ -53,7 +64,7 @@ class DDPEngine(LocalEngine):
     # --- setup -----------------------------------------------------------------------------------
     def prepare(self, model, store, weight_opt):
         """Wrap `model` in DDP (scores/masks ignored) and hook the score reducer onto `store`."""
-        if getattr(self.dist_cfg, "sync_bn", False):
+        if self.dist_cfg.sync_bn:
             if self.device.type != "cuda":
                 raise ValueError("dist.sync_bn needs GPUs (SyncBatchNorm has no CPU kernel); set it false")
             # Converts in place below the root and reuses the Parameter objects, so optimizers stay valid.
