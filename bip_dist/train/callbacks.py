@@ -14,7 +14,7 @@ def scalarize(out):
             res[f"top1_{level}"] = 100.0 * float(out[f"correct_{level}"]) / max(1, out[f"n_{level}"])
     for k, v in out.items():
         if k.startswith("time_") or k in ("mask_flips", "lr_theta", "lr_score", "images_per_s",
-                                          "score_grad_norm", "sparsity"):
+                                          "score_grad_norm", "sparsity", "peak_mem_mb"):
             res[k] = float(v)
     return res
 

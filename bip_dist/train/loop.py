@@ -40,7 +40,8 @@ def train(cfg, engine=None, callbacks=(), prepare_masks=None):
     ckpt.restore(state, parts, loaders)
     cbs = list(callbacks)
     if engine.is_main:
-        cbs.insert(0, MetricsLog(run_dir, cfg.train.log_every))
+        # Last, so it records what monitors add to the step dict and epoch metrics (throughput, memory).
+        cbs.append(MetricsLog(run_dir, cfg.train.log_every))
     for cb in cbs:
         getattr(cb, "on_start", lambda *a: None)(state, parts, loaders)
     metrics = {}

@@ -1,0 +1,97 @@
+"""Step statistics gathered without a device sync per step, and peak memory of the process/device.
+
+Step dicts hold tensors (losses, correct counts, score-gradient norm) next to plain floats (times, flip
+rate). Calling float() on a CUDA tensor waits for the GPU, so the meter only *adds* tensors on the device
+each step and converts the window's sums once every `every` steps.
+"""
+
+import resource
+import sys
+import time
+
+import torch
+
+from bip_dist.train.callbacks import Callback
+
+# Keys averaged over the logging window (all plain floats or 0-dim tensors in the step dict).
+_MEAN_KEYS = ("loss_theta", "loss_score", "score_grad_norm", "mask_flips", "lr_theta", "lr_score",
+              "time_data", "time_theta", "time_score", "time_comm", "time_mask", "time_step")
+
+
+def peak_memory_mb(device):
+    """CUDA: torch.cuda.max_memory_allocated (an allocator counter, no sync). CPU: the process's
+    maximum resident set size (what the OS had to give us, including Python and data)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # macOS reports bytes, Linux KiB
+
+
+def _add(acc, key, value):
+    if torch.is_tensor(value):
+        value = value.detach()
+        acc[key] = value.to(torch.float64) if key not in acc else acc[key] + value
+    else:
+        acc[key] = acc.get(key, 0.0) + float(value)
+
+
+class StepMeter(Callback):
+    """Rank-0 observer shared by the TensorBoard and progress callbacks (it must run before them).
+
+    Each step it adds `images_per_s` (global: per-rank samples through forward/backward passes per
+    second x world size) to the step dict, so MetricsLog's metrics.jsonl records it too. Every `every`
+    steps `last` holds window means as floats (loss, top-1 in %, times, rates) plus `peak_mem_mb`, and
+    `fresh` is True for that step. At epoch ends it adds epoch time, throughput and peak memory to the
+    epoch metrics (so they reach metrics.jsonl, log.txt and result.json).
+    """
+
+    def __init__(self, every, device, world_size=1):
+        self.every, self.device, self.world = every, device, world_size
+        self.last, self.fresh = {}, False
+        self._acc, self._steps = {}, 0
+        self._epoch_t0, self._epoch_imgs, self._epoch_busy = time.perf_counter(), 0, 0.0
+
+    def on_start(self, state, parts, loaders):
+        self._epoch_t0 = time.perf_counter()
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def on_step(self, state, out):
+        n = int(out.get("n_theta", 0)) + int(out.get("n_score", 0))
+        out["images_per_s"] = self.world * n / max(out.get("time_step", 0.0), 1e-9)
+        self._epoch_imgs += n
+        self._epoch_busy += out.get("time_step", 0.0)
+        for k in _MEAN_KEYS:
+            if k in out:
+                _add(self._acc, k, out[k])
+        for level in ("theta", "score"):
+            if f"correct_{level}" in out:
+                _add(self._acc, f"correct_{level}", out[f"correct_{level}"])
+                _add(self._acc, f"n_{level}", out[f"n_{level}"])
+        _add(self._acc, "images", n)
+        self._steps += 1
+        self.fresh = state["step"] % self.every == 0
+        if self.fresh:
+            self.last = self._flush()
+            out["peak_mem_mb"] = self.last["peak_mem_mb"]
+
+    def _flush(self):
+        acc = {k: float(v) for k, v in self._acc.items()}  # the one sync per window
+        steps = max(1, self._steps)
+        res = {k: acc[k] / steps for k in _MEAN_KEYS if k in acc}
+        for level in ("theta", "score"):
+            if f"n_{level}" in acc:
+                res[f"top1_{level}"] = 100.0 * acc[f"correct_{level}"] / max(1.0, acc[f"n_{level}"])
+        res["images_per_s"] = self.world * acc["images"] / max(acc.get("time_step", 0.0), 1e-9)
+        res["peak_mem_mb"] = peak_memory_mb(self.device)
+        self._acc, self._steps = {}, 0
+        return res
+
+    def on_epoch_end(self, state, metrics):
+        secs = time.perf_counter() - self._epoch_t0
+        if self._epoch_imgs:
+            metrics["epoch_seconds"] = secs
+            metrics["train_images_per_s"] = self.world * self._epoch_imgs / max(self._epoch_busy, 1e-9)
+        metrics["peak_mem_mb"] = peak_memory_mb(self.device)
+        self._epoch_t0, self._epoch_imgs, self._epoch_busy = time.perf_counter(), 0, 0.0

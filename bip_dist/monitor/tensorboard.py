@@ -1,0 +1,86 @@
+"""TensorBoard scalars of a run (rank 0), written to <run_dir>/tb/.
+
+Tags:
+  train/{loss,top1}_{theta,score}     window means of both BiP levels (theta: lower, score: upper)
+  lr/{theta,score}                    learning rates
+  mask/flip_rate, score/grad_norm     BiP's convergence signals (window means)
+  time/{data,theta,score,comm,mask,step}  step-time breakdown in seconds (window means)
+  perf/images_per_s, perf/peak_mem_mb throughput (global) and peak memory (CUDA allocator or max RSS)
+  sparsity/global                     fraction of prunable weights masked out (log steps, epoch ends)
+  sparsity/layer/<name>               per-layer sparsity at epoch ends (cfg.log.per_layer)
+  val/{top1,top5,loss}                validation after evaluated epochs
+Scalars are converted to floats only every log_every steps (StepMeter), never per step.
+"""
+
+from pathlib import Path
+
+import torch
+
+from bip_dist.train.callbacks import Callback
+
+_TIME_TAGS = {"time_data": "time/data", "time_theta": "time/theta", "time_score": "time/score",
+              "time_comm": "time/comm", "time_mask": "time/mask", "time_step": "time/step"}
+_TRAIN_TAGS = {"loss_theta": "train/loss_theta", "top1_theta": "train/top1_theta",
+               "loss_score": "train/loss_score", "top1_score": "train/top1_score",
+               "lr_theta": "lr/theta", "lr_score": "lr/score", "mask_flips": "mask/flip_rate",
+               "score_grad_norm": "score/grad_norm", "images_per_s": "perf/images_per_s",
+               "peak_mem_mb": "perf/peak_mem_mb", **_TIME_TAGS}
+
+
+@torch.no_grad()
+def layer_sparsity(store):
+    """{layer name: fraction of its weights masked out}. Within a layer every score entry covers the
+    same number of weights, so the mask's mean is the weight sparsity for all granularities."""
+    means = torch.stack([m.mask.float().mean() for _, m in store.layers]).tolist()  # one sync
+    return {name: 1.0 - v for (name, _), v in zip(store.layers, means)}
+
+
+@torch.no_grad()
+def global_sparsity(store):
+    """Fraction of all prunable weights masked out, computed with one device sync."""
+    kept = sum(m.mask.float().sum() * (m.weight.numel() / m.mask.numel()) for _, m in store.layers)
+    total = sum(m.weight.numel() for _, m in store.layers)
+    return 1.0 - float(kept) / total
+
+
+class TensorBoardLog(Callback):
+    """Writes the tags above with torch.utils.tensorboard.SummaryWriter; reads window means from `meter`."""
+
+    def __init__(self, meter, per_layer=True):
+        self.meter, self.per_layer = meter, per_layer
+        self.writer, self.store = None, None
+
+    def on_start(self, state, parts, loaders):
+        from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is heavy
+        self.writer = SummaryWriter(log_dir=str(Path(state["run_dir"]) / "tb"))
+        self.store = parts.store
+        if self.store is not None:
+            self.writer.add_scalar("sparsity/global", global_sparsity(self.store), state["step"])
+
+    def on_step(self, state, out):
+        if not self.meter.fresh:
+            return
+        step = state["step"]
+        for key, tag in _TRAIN_TAGS.items():
+            if key in self.meter.last:
+                self.writer.add_scalar(tag, self.meter.last[key], step)
+        if self.store is not None:
+            self.writer.add_scalar("sparsity/global", global_sparsity(self.store), step)
+
+    def on_epoch_end(self, state, metrics):
+        step = state["step"]
+        for key in ("val_top1", "val_top5", "val_loss"):
+            if key in metrics:
+                self.writer.add_scalar("val/" + key[4:], metrics[key], step)
+        if "train_images_per_s" in metrics:
+            self.writer.add_scalar("perf/epoch_images_per_s", metrics["train_images_per_s"], step)
+        if self.store is not None:
+            self.writer.add_scalar("sparsity/global", global_sparsity(self.store), step)
+            if self.per_layer:
+                for name, v in layer_sparsity(self.store).items():
+                    self.writer.add_scalar(f"sparsity/layer/{name}", v, step)
+        self.writer.flush()
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()

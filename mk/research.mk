@@ -1,0 +1,8 @@
+# Research targets (monitoring, baselines sweep, compact export). Included by the main Makefile.
+.PHONY: tensorboard sweep-demo bench-compact
+
+TB_PORT ?= 6006
+# `make tensorboard RUN=runs/demo` (a run folder or any folder above several): serves every tb/ below it.
+tensorboard: $(VENV)/.installed
+	@test -n "$(RUN)" || { echo "usage: make tensorboard RUN=<run folder, e.g. runs/demo>"; exit 2; }
+	$(VENV)/bin/tensorboard --logdir "$(RUN)" --port $(TB_PORT) --bind_all

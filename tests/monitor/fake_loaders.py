@@ -1,0 +1,78 @@
+"""In-memory loaders with the interface of bip_dist.data.build_loaders, and a tiny registered model,
+so end-to-end runs of `train()` take seconds and need no dataset on disk."""
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+
+from bip_dist.models.registry import MODELS, register
+
+SIZE, CLASSES = 8, 4
+
+
+class TinyNet(nn.Module):
+    """conv-BN-ReLU-conv-BN-ReLU-pool-linear: every kind of layer the pruning code handles."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+if "tinynet" not in MODELS:  # the module may be imported under two names by pytest
+    register("tinynet")(TinyNet)
+
+
+def _data(n, seed):
+    """Images whose mean colour channel encodes the class: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, CLASSES, (n,), generator=g)
+    x = 0.5 * torch.randn(n, 3, SIZE, SIZE, generator=g)
+    x[:, 0] += (y.float() - 1.5)[:, None, None]
+    return x, y
+
+
+class FakeTrain:
+    def __init__(self, batches, bs, two_streams, seed=0):
+        self.batches, self.bs, self.two, self.seed = batches, bs, two_streams, seed
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, e):
+        self.epoch = e
+
+    def set_start_step(self, s):
+        self.start = s
+
+    def __len__(self):
+        return self.batches
+
+    def __iter__(self):
+        x, y = _data(self.batches * self.bs * 2, self.seed + 1000 * self.epoch)
+        for i in range(self.start, self.batches):
+            a, b = slice(i * self.bs, (i + 1) * self.bs), slice((self.batches + i) * self.bs,
+                                                                   (self.batches + i + 1) * self.bs)
+            yield ((x[a], y[a]), (x[b], y[b])) if self.two else (x[a], y[a])
+
+
+def fake_build_loaders(batches=6, bs=16):
+    """A replacement for bip_dist.data.build_loaders with the same signature."""
+    def build(data_cfg, rank=0, world_size=1, seed=0, two_streams=False, device="cpu"):
+        vx, vy = _data(64, 99)
+        val = [(vx[i:i + 32], vy[i:i + 32]) for i in range(0, 64, 32)]
+        return SimpleNamespace(train=FakeTrain(batches, bs, two_streams, seed), val=val, num_classes=CLASSES)
+    return build
+
+
+def run_cfg(tmp_path, *overrides):
+    """A validated config for a tiny run in tmp_path."""
+    from bip_dist.config import load_config
+    base = [f"out_dir={tmp_path}", "model.arch=tinynet", "train.epochs=2", "train.log_every=2",
+            "train.progress=false"]
+    return load_config(None, base + list(overrides))
