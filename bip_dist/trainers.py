@@ -2,12 +2,17 @@
 
 
 def callbacks_for(cfg, engine):
-    """Observers for a run: progress and TensorBoard on rank 0 (bip_dist.monitor)."""
+    """Observers for a run: the IMP rewind-point saver (baseline.save_rewind), then progress and
+    TensorBoard on rank 0 (bip_dist.monitor)."""
+    cbs = []
+    if cfg.baseline.save_rewind:
+        from bip_dist.baselines import RewindSaver
+        cbs.append(RewindSaver(cfg.baseline.save_rewind, engine.is_main))
     try:
         from bip_dist.monitor import monitors_for
     except ImportError:
-        return []
-    return monitors_for(cfg, engine)
+        return cbs
+    return cbs + monitors_for(cfg, engine)
 
 
 def mask_preparer(cfg):

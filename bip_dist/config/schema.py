@@ -108,6 +108,22 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    scope: str = opt("global", "omp / imp / random with unstructured masks: global = one ranking over all "
+                     "prunable weights; layer = keep k of every layer (filter / channel masks are always "
+                     "per layer)", choices=("global", "layer"))
+    mask_from: str = opt("", "imp: checkpoint whose (masked) weights are ranked to prune this round: the "
+                         "pretrained model in round 1, the previous round's final.pt after; '' = source_net")
+    save_rewind: str = opt("", "save the weights at this point of the run as <run_dir>/rewind.pt, the IMP "
+                           "rewinding point: e.g. '2ep', '100it', '0it' (initial weights); '' = off")
+
+    def validate(self):
+        import re
+        if self.save_rewind and not re.fullmatch(r"\d+(ep|it)", self.save_rewind):
+            raise ValueError(f"save_rewind = {self.save_rewind!r}: expected '<N>ep' or '<N>it', e.g. '2ep'")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = opt("exp", "experiment name; run folder is <out_dir>/<name>/<mode>/<hash>")
     mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline", choices=MODES)
@@ -127,3 +143,4 @@ class ExperimentConfig:
     dist: DistConfig = field(default_factory=DistConfig)
     ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
