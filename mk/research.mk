@@ -6,3 +6,7 @@ TB_PORT ?= 6006
 tensorboard: $(VENV)/.installed
 	@test -n "$(RUN)" || { echo "usage: make tensorboard RUN=<run folder, e.g. runs/demo>"; exit 2; }
 	$(VENV)/bin/tensorboard --logdir "$(RUN)" --port $(TB_PORT) --bind_all
+
+# Compact export of a channel-pruned ResNet-18 (k = 0.5): params, MACs, latency side by side.
+bench-compact: $(VENV)/.installed
+	$(PY) bench/bench_compact.py
