@@ -1,0 +1,59 @@
+"""DataConfig: the `data:` section of an experiment config (what to load, from where, how)."""
+
+from dataclasses import dataclass, field
+
+DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "imagenet", "digits", "folder")
+FORMATS = ("ffcv", "lmdb", "folder", "memory")
+# Native training resolution of each dataset; image_size = 0 picks it.
+DEFAULT_SIZE = {"cifar10": 32, "cifar100": 32, "digits": 32, "tiny_imagenet": 64, "imagenet": 224, "folder": 224}
+
+
+def opt(default, help, **checks):
+    """A field with help text and declarative checks read by bip_dist.config.load (`choices`, `min`)."""
+    return field(default=default, metadata={"help": help, **checks})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = opt("cifar10", "dataset name; picks class count, image size, mean/std and the "
+                       "augmentation preset", choices=DATASETS)
+    format: str = opt("memory", "storage written by `python -m data_prep`: ffcv (.beton), lmdb (.lmdb), "
+                      "memory (train.npz/val.npz held in RAM), folder (class-per-folder JPEG tree)",
+                      choices=FORMATS)
+    root: str = opt("data/cifar10", "folder holding the prepared files (train_*/val_* named by their settings, "
+                    "or train/ and val/ class folders for format=folder)")
+    train_file: str = opt("", "explicit training file or folder; empty = the single matching file in root")
+    val_file: str = opt("", "explicit validation file or folder; empty = the single matching file in root")
+    batch_size: int = opt(128, "images per rank and per stream in each training step (BiP draws two such "
+                          "batches per step)", min=1)
+    val_batch_size: int = opt(0, "images per rank in each evaluation batch; 0 = 2 x batch_size", min=0)
+    workers: int = opt(4, "loader worker processes per rank (0 = load in the training process)", min=0)
+    image_size: int = opt(0, "training crop side in pixels; 0 = the dataset's native size (32 CIFAR/digits, "
+                          "64 Tiny-ImageNet, 224 ImageNet)", min=0)
+    normalize: bool = opt(True, "subtract the dataset mean and divide by its std, per channel")
+    augment: bool = opt(True, "random crop + horizontal flip on training images (ImageNet: "
+                        "RandomResizedCrop; others: pad-4 random crop)")
+    drop_last: bool = opt(True, "drop the last incomplete training batch, so every step sees full batches")
+    pin_memory: bool = opt(True, "pin host memory of batches when training on CUDA")
+
+    def validate(self):
+        """Raise ValueError with a one-line message naming the key and value of the first bad setting."""
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset = {self.dataset!r} is not one of {', '.join(DATASETS)}")
+        if self.format not in FORMATS:
+            raise ValueError(f"data.format = {self.format!r} is not one of {', '.join(FORMATS)}")
+        for key in ("batch_size",):
+            if getattr(self, key) < 1:
+                raise ValueError(f"data.{key} = {getattr(self, key)!r} must be >= 1")
+        for key in ("val_batch_size", "workers", "image_size"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"data.{key} = {getattr(self, key)!r} must be >= 0")
+        if not self.root and not (self.train_file and self.val_file):
+            raise ValueError("data.root = '' needs data.train_file and data.val_file")
+        if self.format == "memory" and self.dataset == "imagenet":
+            raise ValueError("data.format = 'memory' cannot hold imagenet; use ffcv or lmdb")
+
+    @property
+    def size(self):
+        """The training crop side: image_size or the dataset's native size."""
+        return self.image_size or DEFAULT_SIZE[self.dataset]

@@ -1,0 +1,101 @@
+"""Map-style datasets over the prepared formats: LMDB records, in-RAM .npz arrays, image folders."""
+
+import io
+import os
+
+import lmdb
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.datasets import ImageFolder
+
+from bip_dist.data.records import read_meta, record_key, unpack_record
+
+
+def open_lmdb(path):
+    """Read-only environment for loading: no lock file (many readers), no readahead (random access)."""
+    return lmdb.open(str(path), subdir=os.path.isdir(path), readonly=True, lock=False, readahead=False,
+                     meminit=False, max_readers=512)
+
+
+class LMDBDataset(torch.utils.data.Dataset):
+    """Images and labels of an LMDB written by `python -m data_prep`; items are (uint8 CHW tensor, label)
+    after `transform`.
+
+    The environment is opened lazily in the process that reads (and reopened after a fork), because an
+    LMDB handle inherited across fork() is unsafe.
+    """
+
+    def __init__(self, path, transform=None):
+        self.path, self.transform = str(path), transform
+        env = open_lmdb(self.path)
+        with env.begin() as txn:
+            self.meta = read_meta(txn)
+        env.close()  # closed before any DataLoader fork
+        if self.meta is None or "count" not in self.meta:
+            raise ValueError(f"{self.path}: no __meta__ record; not a finished data_prep LMDB")
+        self.classes = list(self.meta["classes"])
+        self._env, self._pid = None, None
+
+    def __len__(self):
+        return int(self.meta["count"])
+
+    def _txn(self):
+        if self._env is None or self._pid != os.getpid():
+            self._env, self._pid = open_lmdb(self.path), os.getpid()
+        return self._env.begin(buffers=True)
+
+    def raw(self, i):
+        """(label, encoded image bytes) of record i."""
+        with self._txn() as txn:
+            buf = txn.get(record_key(i))
+            if buf is None:
+                raise IndexError(f"{self.path}: record {i} missing")
+            label, payload, _ = unpack_record(buf)
+        return label, payload
+
+    def __getitem__(self, i):
+        label, payload = self.raw(i)
+        img = Image.open(io.BytesIO(payload)).convert("RGB")
+        return (self.transform(img) if self.transform else img), label
+
+    def __getstate__(self):
+        # Never pickle an open environment into a worker.
+        return {**self.__dict__, "_env": None, "_pid": None}
+
+
+class MemoryDataset(torch.utils.data.Dataset):
+    """A whole split as one uint8 NHWC array in RAM, loaded from an .npz without pickle."""
+
+    def __init__(self, path, transform=None):
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"x", "y", "classes"} - set(z.files)
+            if missing:
+                raise ValueError(f"{path}: missing arrays {sorted(missing)}; rewrite it with data_prep")
+            self.x = torch.from_numpy(np.ascontiguousarray(z["x"].transpose(0, 3, 1, 2)))
+            self.y = torch.from_numpy(z["y"].astype(np.int64))
+            self.classes = [str(c) for c in z["classes"]]
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        x = self.x[i]
+        return (self.transform(x) if self.transform else x), int(self.y[i])
+
+
+def _rgb_loader(path):
+    with open(path, "rb") as f:
+        return Image.open(f).convert("RGB")
+
+
+def _is_image(path):
+    return path.lower().endswith((".jpeg", ".jpg", ".png"))
+
+
+class FolderDataset(ImageFolder):
+    """torchvision ImageFolder whose images are converted to RGB (CMYK / grayscale JPEGs exist)."""
+
+    def __init__(self, root, transform=None):
+        super().__init__(root, transform=transform, loader=_rgb_loader, is_valid_file=_is_image)

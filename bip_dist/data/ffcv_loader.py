@@ -1,0 +1,59 @@
+"""FFCV pipelines with the shared presets; the batch order comes from our TrainOrder / EvalOrder.
+
+CPU: decoding and augmentation in FFCV's compiled threads, batches as uint8 NCHW tensors.
+CUDA: ToDevice + ToTorchImage put the uint8 batch on the GPU, where BatchNormalize runs.
+"""
+
+import numpy as np
+
+from bip_dist.data.presets import is_imagenet_like
+
+
+class _Order:
+    """Adapter from our order to FFCV's TraversalOrder protocol. FFCV 1.0.2 accepts an *instance* and
+    calls it with the loader, so the instance returns itself."""
+
+    def __init__(self, flat_order):
+        self.flat_order = flat_order  # callable () -> flattened indices of the epoch
+
+    def __call__(self, loader):
+        return self
+
+    def sample_order(self, epoch):
+        return self.flat_order()
+
+
+def _pipelines(dataset, size, train, augment, device):
+    from ffcv.fields.decoders import (CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder,
+                                      SimpleRGBImageDecoder)
+    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate, Squeeze, ToDevice, ToTensor, ToTorchImage
+
+    if is_imagenet_like(dataset):
+        if train and augment:
+            image = [RandomResizedCropRGBImageDecoder((size, size)), RandomHorizontalFlip()]
+        else:
+            image = [CenterCropRGBImageDecoder((size, size), ratio=224 / 256)]
+    else:
+        image = [SimpleRGBImageDecoder()]
+        if train and augment:
+            image += [RandomTranslate(padding=4), RandomHorizontalFlip()]
+    image.append(ToTensor())
+    label = [IntDecoder(), ToTensor(), Squeeze(1)]
+    if device.startswith("cuda"):
+        import torch
+        image += [ToDevice(torch.device(device), non_blocking=True), ToTorchImage()]
+        label.append(ToDevice(torch.device(device), non_blocking=True))
+    else:
+        image.append(ToTorchImage(channels_last=False))
+    return {"image": image, "label": label}
+
+
+def ffcv_loader(path, *, dataset, size, train, augment, batch_size, workers, flat_order, n_indices, device,
+                seed=0):
+    """An ffcv.loader.Loader over `path` reading the indices `flat_order()` returns, in that order, in
+    consecutive batches of `batch_size` (the last one may be short)."""
+    from ffcv.loader import Loader
+
+    return Loader(str(path), batch_size=batch_size, num_workers=max(1, workers), order=_Order(flat_order),
+                  indices=np.arange(n_indices), pipelines=_pipelines(dataset, size, train, augment, device),
+                  drop_last=False, os_cache=True, distributed=False, seed=seed, batches_ahead=2)
