@@ -16,7 +16,7 @@ MEAN_STD = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "folder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     # Measured on the 1,497 training images written by `python -m data_prep digits` (32x32, bilinear).
-    "digits": ((0.2632, 0.2632, 0.2632), (0.3604, 0.3604, 0.3604)),
+    "digits": ((0.3048, 0.3048, 0.3048), (0.3235, 0.3235, 0.3235)),
 }
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "imagenet": 1000, "digits": 10}
 
