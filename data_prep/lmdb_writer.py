@@ -117,7 +117,8 @@ def write_lmdb(source, out, *, max_side, quality, workers=2, skip_bad=False, chu
         if err is None:
             rec = pack_record(source.labels[i], payload)
             txn.put(record_key(prog["count"]), rec)
-            prog["chain"] = hashlib.sha256((prog["chain"] + rec[4 + 8:4 + 8 + 32].hex()).encode()).hexdigest()
+            # Chained over label + payload hash: any edit, swap or deletion changes the final digest.
+            prog["chain"] = hashlib.sha256((prog["chain"] + rec[4:44].hex()).encode()).hexdigest()
             prog["count"] += 1
             prog["per_class"][source.labels[i]] += 1
         prog["next"] = i + 1

@@ -49,7 +49,7 @@ def verify_lmdb(path, source=None, deep=False):
                 raise VerifyError(f"{path}: record {i}: {e}") from None
             if not 0 <= label < len(meta["classes"]):
                 raise VerifyError(f"{path}: record {i}: label {label} outside 0..{len(meta['classes']) - 1}")
-            chain = hashlib.sha256((chain + digest.hex()).encode()).hexdigest()
+            chain = hashlib.sha256((chain + bytes(buf[4:44]).hex()).encode()).hexdigest()
             labels.append(label)
         if chain != meta["records_digest"]:
             raise VerifyError(f"{path}: records digest {chain[:12]}... != meta {meta['records_digest'][:12]}...")
