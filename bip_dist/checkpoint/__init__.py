@@ -1,4 +1,4 @@
-"""Checkpoints: atomic files, exact-resume state, and stage hand-over between pretrain/prune/finetune."""
+"""Checkpoints: atomic files and sharded folders, exact-resume state, stage hand-over, consolidation."""
 
 from bip_dist.checkpoint.io import save_atomic, load_checkpoint
 from bip_dist.checkpoint.handover import HandoverError, check_handover, load_source_net

@@ -1,59 +1,33 @@
-"""What a training checkpoint holds and when it is written: everything needed for an exact resume.
+"""When training checkpoints are written and read: every N steps, at epoch ends, on resume.
 
-Layout under the run folder:
-    checkpoints/step_00001234.pt   full state (model with scores and masks, both optimizers, step, epoch,
-                                   RNG states, meta, resolved config, code revision)
-    checkpoints/best.pt            best validation top-1 so far
-    checkpoints/latest             name of the newest complete checkpoint, replaced last
-    final.pt                       the stage's result, the next stage's `source_net`
-Every file appears through an atomic rename, and `latest` only after the file it names, so a crash at any
-moment leaves the previous checkpoint loadable and `latest` pointing at it.
+Each checkpoint is one folder (layout.py) written by every rank: model and optimizer tensors through DCP
+(each rank writes a share), RNG states per rank, the rest by rank 0; under DeepSpeed the engine's own
+`save_checkpoint` adds the partitioned weight optimizer. With `ckpt.async_save` the tensors are copied to
+CPU memory and written by a background thread while training goes on; the folder is published (renamed,
+then `latest` replaced) once rank 0's write, which completes only after every rank's, has finished.
+`final.pt` stays a single file: the next stage's `source_net`.
 """
 
-import random
 from pathlib import Path
 
-import numpy as np
-import torch
+import torch.distributed as dist
 
+from bip_dist.checkpoint import dcp_io
 from bip_dist.checkpoint.io import load_checkpoint, save_atomic
+from bip_dist.checkpoint.layout import EXTRA, Layout, is_complete, rank_file, step_name, tmp_name
+from bip_dist.checkpoint.state import (apply_model, apply_optimizers, collect, data_position, resume_step,
+                                       rng_state, set_rng_state)
 from bip_dist.config import config_to_dict
 from bip_dist.run_dir import git_revision
 
-
-def rng_state():
-    st = {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": _py_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
+__all__ = ["Checkpointer", "training_state", "rng_state", "set_rng_state"]
 
 
-def _np_state():
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-            "cached": float(cached)}
-
-
-def _py_state():
-    version, internal, gauss = random.getstate()
-    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-            "gauss": gauss if gauss is None else float(gauss)}
-
-
-def set_rng_state(st):
-    torch.set_rng_state(st["torch"])
-    n = st["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    p = st["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def training_state(cfg, state, parts):
+def training_state(cfg, state, parts, with_weight_opt=True):
+    """The single-file form of a checkpoint (final.pt): everything in one weights_only-loadable dict."""
     return {
         "model": parts.model.state_dict(),
-        "weight_opt": parts.weight_opt.state_dict(),
+        "weight_opt": parts.weight_opt.state_dict() if with_weight_opt else {},
         "score_opt": parts.score_opt.state_dict() if parts.score_opt is not None else {},
         "state": {k: v for k, v in state.items() if k != "run_dir"},
         "rng": rng_state(),
@@ -64,66 +38,141 @@ def training_state(cfg, state, parts):
 
 
 class Checkpointer:
-    """Single-writer checkpoints (rank 0 writes; every rank reads). Distributed engines may replace it."""
+    """Sharded, atomic, optionally asynchronous checkpoints of one run (every rank constructs one)."""
 
     def __init__(self, cfg, run_dir, engine):
         self.cfg, self.engine = cfg, engine
-        self.dir = Path(run_dir) / "checkpoints"
+        self.layout = Layout(Path(run_dir) / "checkpoints")
         self.final = Path(run_dir) / "final.pt"
-        self.every = cfg.ckpt.every_steps
-        self.keep = cfg.ckpt.keep_last
+        self.every, self.keep, self.async_save = cfg.ckpt.every_steps, cfg.ckpt.keep_last, cfg.ckpt.async_save
+        self.ds = getattr(engine, "ds", None)  # DeepSpeed engine, when that backend runs
+        self.group = None
+        if engine.world_size > 1 and dist.is_initialized():
+            # DCP's collectives get their own gloo group: a background save must not interleave with
+            # the training collectives on the default group, and gloo handles CPU tensors under NCCL too.
+            self.group = dist.new_group(backend="gloo")
+        self.pending = None
+        if engine.is_main:
+            self.layout.clean_partial()
+        engine.barrier()
 
+    # --- resume ----------------------------------------------------------------------------------
     def _resume_path(self):
         r = self.cfg.ckpt.resume
         if not r:
             return None
         if r == "auto":
-            ptr = self.dir / "latest"
-            return self.dir / ptr.read_text().strip() if ptr.is_file() else None
-        return Path(r)
+            return self.layout.newest()
+        p = Path(r)
+        if (p / "checkpoints").is_dir():  # a run folder: its newest checkpoint
+            return Layout(p / "checkpoints").newest()
+        if not p.exists():
+            raise FileNotFoundError(f"ckpt.resume = {r!r}: no such checkpoint")
+        return p
 
     def restore(self, state, parts, loaders):
+        """Load the checkpoint named by `ckpt.resume` into `parts` and `state`; False for a fresh start."""
         path = self._resume_path()
         if path is None:
             return False
+        if path.is_file():
+            self._restore_file(path, state, parts)
+            return True
+        if not is_complete(path):
+            raise ValueError(f"{path}: incomplete checkpoint (no .metadata or {EXTRA})")
+        extra = load_checkpoint(path / EXTRA)
+        mine_path = path / rank_file(self.engine.rank)
+        mine = load_checkpoint(mine_path) if mine_path.is_file() else None
+        if self.ds is not None:
+            self._restore_deepspeed(path, extra)
+        flat = dcp_io.load_flat(path)
+        apply_model(parts.model, flat, mine)
+        apply_optimizers(parts, flat, extra, with_weight_opt=self.ds is None)
+        state.update(extra["state"])
+        state["step"] = resume_step(extra.get("data"), state["step"], len(loaders.train),
+                                    self.cfg.data.batch_size, self.engine.world_size)
+        if mine is not None:  # a rank the writing job did not have keeps its fresh-start generators
+            set_rng_state(mine["rng"])
+        return True
+
+    def _restore_file(self, path, state, parts):
         ck = load_checkpoint(path, map_location=self.engine.device)
+        if not ck.get("weight_opt"):
+            raise ValueError(f"{path}: no weight-optimizer state; resume from a checkpoints/ folder")
         parts.model.load_state_dict(ck["model"])
         parts.weight_opt.load_state_dict(ck["weight_opt"])
         if parts.score_opt is not None:
             parts.score_opt.load_state_dict(ck["score_opt"])
         state.update(ck["state"])
         set_rng_state(ck["rng"])
-        return True
 
-    def _write(self, name, state, parts, pointer=True):
+    def _restore_deepspeed(self, path, extra):
+        if extra["world_size"] != self.engine.world_size:
+            raise ValueError(f"{path}: written by {extra['world_size']} DeepSpeed ranks, this job has "
+                             f"{self.engine.world_size}; ZeRO optimizer partitions only resume at the same size")
+        if not (path / "deepspeed").is_dir():
+            raise ValueError(f"{path}: no deepspeed/ engine state (written by the ddp backend)")
+        self.ds.load_checkpoint(str(path / "deepspeed"), tag="ds", load_optimizer_states=True,
+                                load_lr_scheduler_states=False)
+
+    # --- save ------------------------------------------------------------------------------------
+    def _save(self, state, parts, loaders, best=False):
+        self._finish(block=True)  # at most one save in flight
+        e = self.engine
+        name = step_name(state["step"], state["epoch"])
+        tmp = self.layout.root / tmp_name(name)
+        tmp.mkdir(parents=True, exist_ok=True)
+        data = data_position(state, len(loaders.train), self.cfg.data.batch_size, e.world_size)
+        flat, extra, mine = collect(self.cfg, state, parts, e, data, with_weight_opt=self.ds is None)
+        save_atomic(mine, tmp / rank_file(e.rank))
+        if e.is_main:
+            save_atomic(extra, tmp / EXTRA)
+        if self.ds is not None:  # collective; writes ZeRO partitions per rank
+            self.ds.save_checkpoint(str(tmp / "deepspeed"), tag="ds", save_latest=False)
+        fut = dcp_io.save_flat(flat, tmp, group=self.group, async_save=self.async_save)
+        self.pending = (fut, tmp, name, best)
+        if not self.async_save:
+            self._finish(block=True)
+            e.barrier()  # a synchronous save returns on every rank with `latest` already updated
+
+    def _finish(self, block):
+        """Publish the save in flight once it is complete (rank 0 renames, then moves the pointers)."""
+        if self.pending is None:
+            return
+        fut, tmp, name, best = self.pending
+        if fut is not None:
+            if not block and not fut.done():
+                return
+            fut.result()  # re-raises a failed background write
+        self.pending = None
         if self.engine.is_main:
-            save_atomic(training_state(self.cfg, state, parts), self.dir / name)
-            if pointer:
-                tmp = self.dir / "latest.tmp"
-                tmp.write_text(name + "\n")
-                tmp.replace(self.dir / "latest")
-                self._prune_old()
-        self.engine.barrier()
-
-    def _prune_old(self):
-        steps = sorted(self.dir.glob("step_*.pt"))
-        for old in steps[:-self.keep]:
-            old.unlink(missing_ok=True)
+            self.layout.publish(tmp, name)
+            if best:
+                self.layout.write_pointer("best", name)
+            self.layout.write_pointer("latest", name)
+            self.layout.prune(self.keep)
 
     def maybe_save_step(self, state, parts, loaders):
-        if self.every and state["step"] % self.every == 0:
-            self._write(f"step_{state['step']:08d}.pt", state, parts)
+        """Every `ckpt.every_steps` steps; skipped where save_epoch follows at once (epoch end, max_steps)."""
+        self._finish(block=False)
+        if not self.every or state["step"] % self.every:
+            return
+        spe = len(loaders.train)
+        if state["step"] - state["epoch"] * spe >= spe or state["step"] == self.cfg.train.max_steps:
+            return
+        self._save(state, parts, loaders)
 
     def save_epoch(self, state, parts, loaders, metrics, final=False):
+        """At each epoch end (and at the run's end): a checkpoint, the `best` pointer, final.pt."""
         top1 = metrics.get("val_top1")
         is_best = top1 is not None and top1 > state["best_top1"]
         if is_best:
             state["best_top1"] = top1
-        self._write(f"step_{state['step']:08d}.pt", state, parts)
-        if is_best:
-            self._write("best.pt", state, parts, pointer=False)
+        self._save(state, parts, loaders, best=is_best)
         if final and self.engine.is_main:
-            save_atomic(training_state(self.cfg, state, parts), self.final)
+            save_atomic(training_state(self.cfg, state, parts, with_weight_opt=self.ds is None), self.final)
 
     def close(self):
-        pass
+        """Wait for a background save and publish it."""
+        self._finish(block=True)
+        self.engine.barrier()

@@ -1,0 +1,204 @@
+"""Shared pieces of the checkpoint tests: a tiny registered model, rank-sharded in-memory loaders whose
+order is a pure function of (seed, epoch, rank, world), config builders, a crash callback, and the
+2-process worker.
+
+The loaders stand in for bip_dist.data.build_loaders (same signature). Like a DistributedSampler, each
+epoch is one global permutation dealt round-robin to the ranks, so a world-size change keeps the set of
+samples seen. Their augmentation noise comes from the global torch RNG, so an exact resume needs the
+RNG state back, not only the weights.
+"""
+
+import os
+import socket
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+
+import bip_dist.data as data_pkg
+from bip_dist.models.registry import MODELS, register
+
+if not callable(getattr(data_pkg, "build_loaders", None)):
+    data_pkg.build_loaders = None  # the loaders have not landed; every test patches loop.build_loaders
+from bip_dist.train import loop  # noqa: E402
+
+N_TRAIN, N_VAL, SIZE, CLASSES = 96, 32, 8, 4
+
+
+class CkptNet(nn.Module):
+    """conv-BN-ReLU-conv-BN-ReLU-pool-linear: weights, scores, masks and per-rank BatchNorm statistics."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+if "ckptnet" not in MODELS:
+    register("ckptnet")(CkptNet)
+
+
+def _data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, CLASSES, (n,), generator=g)
+    x = 0.5 * torch.randn(n, 3, SIZE, SIZE, generator=g)
+    x[:, 0] += (y.float() - 1.5)[:, None, None]
+    return x, y
+
+
+class ShardedTrain:
+    def __init__(self, bs, rank, world, seed, two_streams):
+        self.bs, self.rank, self.world, self.seed, self.two = bs, rank, world, seed, two_streams
+        self.per = bs * (2 if two_streams else 1)  # both streams are drawn from the one sampler
+        self.x, self.y = _data(N_TRAIN, 7)
+        self.epoch = self.start = 0
+
+    def set_epoch(self, e):
+        self.epoch = e
+
+    def set_start_step(self, s):
+        self.start = s
+
+    def __len__(self):
+        return (N_TRAIN // self.world) // self.per
+
+    def __iter__(self):
+        perm = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
+        mine = perm[self.rank::self.world]
+        for i in range(self.start, len(self)):
+            idx = mine[i * self.per:(i + 1) * self.per]
+            x = self.x[idx] + 0.05 * torch.randn(len(idx), 3, SIZE, SIZE)  # global RNG on purpose
+            y = self.y[idx]
+            if self.two:
+                yield (x[:self.bs], y[:self.bs]), (x[self.bs:], y[self.bs:])
+            else:
+                yield x, y
+
+
+def build_loaders(data_cfg, rank=0, world_size=1, seed=0, two_streams=False, device="cpu"):
+    """Drop-in for bip_dist.data.build_loaders."""
+    vx, vy = _data(N_VAL, 99)
+    vx, vy = vx[rank::world_size], vy[rank::world_size]
+    val = [(vx[i:i + 8], vy[i:i + 8]) for i in range(0, len(vx), 8)]
+    return SimpleNamespace(train=ShardedTrain(data_cfg.batch_size, rank, world_size, seed, two_streams),
+                           val=val, num_classes=CLASSES)
+
+
+def use_fake_loaders():
+    loop.build_loaders = build_loaders
+
+
+def overrides(out, trainer, *extra):
+    """Config overrides of a short deterministic run of `trainer` (dense / hydra / bip) in `out`."""
+    pruned = trainer != "dense"
+    base = [f"out_dir={out}", "name=ck", "model.arch=ckptnet", f"trainer={trainer}",
+            f"mode={'prune' if pruned else 'pretrain'}", f"prune.layer_type={'unstructured' if pruned else 'dense'}",
+            "prune.k=0.5", "train.epochs=2", "train.progress=false", "train.deterministic=true",
+            "train.log_every=100", "data.batch_size=8", "data.workers=0", "ckpt.every_steps=2",
+            "optim.lr=0.05", "score_optim.lr=0.1", "bip.lr2=0.01"]
+    return base + list(extra)
+
+
+def make_cfg(out, trainer, *extra):
+    from bip_dist.config import load_config
+    return load_config(None, overrides(out, trainer, *extra))
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAt:
+    """A callback that stops the run (like a kill) right after step `step`, before its checkpoint."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, state, out):
+        if self.step and state["step"] == self.step:
+            raise Crash(f"crash at step {self.step}")
+
+    def on_epoch_end(self, state, metrics):
+        pass
+
+    def close(self):
+        pass
+
+
+class _Tracked(loop.Checkpointer if hasattr(loop, "Checkpointer") else object):
+    last = None
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        _Tracked.last = self
+
+
+def run(cfg, engine=None, crash_at=0):
+    """train() with the fake loaders; returns the result dict, or None when CrashAt fired. After a crash
+    a background write still in flight is waited for (not published): a process that dies leaves it
+    unpublished too, and an in-process rerun must not race with its thread."""
+    use_fake_loaders()
+    orig = loop.Checkpointer
+    loop.Checkpointer = _Tracked
+    try:
+        return loop.train(cfg, engine, callbacks=[CrashAt(crash_at)])
+    except Crash:
+        pending = _Tracked.last.pending if _Tracked.last is not None else None
+        if pending is not None and pending[0] is not None:
+            pending[0].result()
+        return None
+    finally:
+        loop.Checkpointer = orig
+
+
+def final_state(run_dir):
+    """Model, both optimizers and the step count from final.pt."""
+    from bip_dist.checkpoint.io import load_checkpoint
+    ck = load_checkpoint(os.path.join(run_dir, "final.pt"))
+    return {"model": ck["model"], "weight_opt": ck["weight_opt"]["state"],
+            "score_opt": ck["score_opt"].get("momentum_buffer"), "step": ck["state"]["step"]}
+
+
+def assert_same(a, b):
+    """Bitwise equality of two final_state dicts."""
+    assert a["step"] == b["step"]
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for i in a["weight_opt"]:
+        assert torch.equal(a["weight_opt"][i]["momentum_buffer"], b["weight_opt"][i]["momentum_buffer"]), i
+    if a["score_opt"] is not None:
+        assert torch.equal(a["score_opt"], b["score_opt"])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ddp_worker(rank, world, port, args_list):
+    """mp.spawn target: run each (out, trainer, extra overrides, crash_at) in turn under DDPEngine."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    from bip_dist.engine.ddp import DDPEngine
+    from bip_dist.engine.dist_env import DistEnv
+    engine = None
+    for out, trainer, extra, crash_at in args_list:
+        cfg = make_cfg(out, trainer, *extra)
+        engine = DDPEngine(DistEnv.from_environ(), cfg)
+        run(cfg, engine, crash_at)
+        engine.barrier()
+    engine.shutdown()
+
+
+def spawn(world, args_list):
+    import torch.multiprocessing as mp
+    mp.spawn(ddp_worker, args=(world, free_port(), args_list), nprocs=world, join=True)
