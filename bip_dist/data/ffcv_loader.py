@@ -9,18 +9,22 @@ import numpy as np
 from bip_dist.data.presets import is_imagenet_like
 
 
-class _Order:
-    """Adapter from our order to FFCV's TraversalOrder protocol. FFCV 1.0.2 accepts an *instance* and
-    calls it with the loader, so the instance returns itself."""
+def _order(flat_order):
+    """Adapter from our order to FFCV's TraversalOrder. FFCV 1.0.2 checks isinstance(order, TraversalOrder)
+    and then calls it with the loader, so the instance returns itself."""
+    from ffcv.traversal_order.base import TraversalOrder
 
-    def __init__(self, flat_order):
-        self.flat_order = flat_order  # callable () -> flattened indices of the epoch
+    class _Order(TraversalOrder):
+        def __init__(self):  # no loader needed: indices come from flat_order
+            self.sampler = None
 
-    def __call__(self, loader):
-        return self
+        def __call__(self, loader):
+            return self
 
-    def sample_order(self, epoch):
-        return self.flat_order()
+        def sample_order(self, epoch):
+            return np.asarray(flat_order(), dtype=np.uint64)  # FFCV's index dtype
+
+    return _Order()
 
 
 def _pipelines(dataset, size, train, augment, device):
@@ -54,6 +58,6 @@ def ffcv_loader(path, *, dataset, size, train, augment, batch_size, workers, fla
     consecutive batches of `batch_size` (the last one may be short)."""
     from ffcv.loader import Loader
 
-    return Loader(str(path), batch_size=batch_size, num_workers=max(1, workers), order=_Order(flat_order),
+    return Loader(str(path), batch_size=batch_size, num_workers=max(1, workers), order=_order(flat_order),
                   indices=np.arange(n_indices), pipelines=_pipelines(dataset, size, train, augment, device),
                   drop_last=False, os_cache=True, distributed=False, seed=seed, batches_ahead=2)

@@ -7,7 +7,7 @@ import pickle
 import lmdb
 import numpy as np
 import pytest
-from conftest import WNIDS, make_cifar10, make_imagenet, make_tiny
+from prep_fakes import WNIDS, make_cifar10, make_imagenet, make_tiny
 
 from bip_dist.data.records import record_key, unpack_record
 from data_prep import sources

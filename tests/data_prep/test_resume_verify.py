@@ -9,7 +9,7 @@ import sys
 import time
 
 import lmdb
-from conftest import save
+from prep_fakes import save
 from test_convert import records
 
 from bip_dist.data.records import HEADER, PROGRESS_KEY, record_key
