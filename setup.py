@@ -12,5 +12,7 @@ setup(
         "bip-export = launcher.export:main",
         "bip-demo = launcher.demo:main",
         "bip-prep = data_prep.cli:main",
+        "bip-sweep = launcher.sweep:main",
+        "bip-compact = launcher.compact:main",
     ]},
 )

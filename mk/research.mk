@@ -10,3 +10,7 @@ tensorboard: $(VENV)/.installed
 # Compact export of a channel-pruned ResNet-18 (k = 0.5): params, MACs, latency side by side.
 bench-compact: $(VENV)/.installed
 	$(PY) bench/bench_compact.py
+
+# BiP, HYDRA, OMP, IMP on digits over 4 sparsities: runs/sweep_demo/sweep/{results.csv,accuracy_vs_sparsity.png}
+sweep-demo: $(VENV)/.installed prep-demo
+	$(PY) -m launcher.sweep --sweep configs/sweeps/digits_demo.yaml
