@@ -23,6 +23,8 @@ if not callable(getattr(data_pkg, "build_loaders", None)):
 from bip_dist.train import loop  # noqa: E402
 
 N_TRAIN, N_VAL, SIZE, CLASSES = 96, 32, 8, 4
+# Tiny convolutions are ~10x slower with two threads on a shared 2-core box than with one.
+torch.set_num_threads(1)
 
 
 class CkptNet(nn.Module):
@@ -110,6 +112,31 @@ def make_cfg(out, trainer, *extra):
     return load_config(None, overrides(out, trainer, *extra))
 
 
+class Record:
+    """A callback that saves, right after restore (on_start), the step and the state training resumes
+    from, to `path` (per rank), so resharding tests can compare it with the checkpoint."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_start(self, state, parts, loaders):
+        opt = parts.weight_opt.state_dict()["state"]
+        torch.save({"step": state["step"], "epoch": state["epoch"],
+                    "model": {k: v.clone() for k, v in parts.model.state_dict().items()},
+                    "weight_opt": {i: s["momentum_buffer"].clone() for i, s in opt.items()},
+                    "score_opt": parts.score_opt.buf.clone() if parts.score_opt is not None else None},
+                   self.path)
+
+    def on_step(self, state, out):
+        pass
+
+    def on_epoch_end(self, state, metrics):
+        pass
+
+    def close(self):
+        pass
+
+
 class Crash(RuntimeError):
     pass
 
@@ -139,7 +166,7 @@ class _Tracked(loop.Checkpointer if hasattr(loop, "Checkpointer") else object):
         _Tracked.last = self
 
 
-def run(cfg, engine=None, crash_at=0):
+def run(cfg, engine=None, crash_at=0, record=None):
     """train() with the fake loaders; returns the result dict, or None when CrashAt fired. After a crash
     a background write still in flight is waited for (not published): a process that dies leaves it
     unpublished too, and an in-process rerun must not race with its thread."""
@@ -147,7 +174,8 @@ def run(cfg, engine=None, crash_at=0):
     orig = loop.Checkpointer
     loop.Checkpointer = _Tracked
     try:
-        return loop.train(cfg, engine, callbacks=[CrashAt(crash_at)])
+        cbs = [CrashAt(crash_at)] + ([Record(record)] if record else [])
+        return loop.train(cfg, engine, callbacks=cbs)
     except Crash:
         pending = _Tracked.last.pending if _Tracked.last is not None else None
         if pending is not None and pending[0] is not None:
@@ -184,17 +212,18 @@ def free_port():
 
 
 def ddp_worker(rank, world, port, args_list):
-    """mp.spawn target: run each (out, trainer, extra overrides, crash_at) in turn under DDPEngine."""
+    """mp.spawn target: run each (out, trainer, extra overrides, crash_at, record prefix) in turn under
+    DDPEngine; a record prefix saves the resumed-from state as <prefix><rank>.pt."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     from bip_dist.engine.ddp import DDPEngine
     from bip_dist.engine.dist_env import DistEnv
     engine = None
-    for out, trainer, extra, crash_at in args_list:
+    for out, trainer, extra, crash_at, record in args_list:
         cfg = make_cfg(out, trainer, *extra)
         engine = DDPEngine(DistEnv.from_environ(), cfg)
-        run(cfg, engine, crash_at)
+        run(cfg, engine, crash_at, f"{record}{rank}.pt" if record else None)
         engine.barrier()
     engine.shutdown()
 
