@@ -1,0 +1,82 @@
+"""Two gloo ranks: exact resume at the same world size, and resharding 2 -> 1 and 1 -> 2.
+
+Under DDP weights, scores, masks and both optimizers are replicated, so they carry over bitwise whatever
+the world size; what changes with it is the data position (remapped by samples seen), per-rank RNG and
+BatchNorm statistics (new ranks start from rank 0's) and the reduction order (so the continued run is
+not bitwise the run that never stopped at the other size).
+"""
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import ckpt_helpers as H  # noqa: E402
+
+from bip_dist.checkpoint import dcp_io  # noqa: E402
+from bip_dist.checkpoint.consolidate import consolidate  # noqa: E402
+from bip_dist.checkpoint.layout import Layout  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One spawn for every 2-rank job (process start-up dominates): A uninterrupted; B killed at step 5
+    and resumed; C killed at step 5 (resumed on 1 rank below); F resumes E (1 rank, killed at 8) on 2."""
+    t = {k: tmp_path_factory.mktemp(k) for k in "ABCDEF"}
+    assert H.run(H.make_cfg(t["E"], "bip"), crash_at=9) is None
+    e_ckpt = Layout(next(t["E"].rglob("checkpoints"))).newest()
+    jobs = [(str(t["A"]), "bip", [], 0, None),
+            (str(t["B"]), "bip", [], 5, None), (str(t["B"]), "bip", ["ckpt.resume=auto"], 0, None),
+            (str(t["C"]), "bip", [], 5, None),
+            (str(t["F"]), "bip", [f"ckpt.resume={e_ckpt}"], 0, str(t["F"] / "start"))]
+    H.spawn(2, jobs)
+    c_ckpt = Layout(next(t["C"].rglob("checkpoints"))).newest()
+    d = H.run(H.make_cfg(t["D"], "bip", f"ckpt.resume={c_ckpt}"), record=str(t["D"] / "start0.pt"))
+    return t, e_ckpt, c_ckpt, d
+
+
+def _result(folder):
+    return json.loads(next(folder.rglob("result.json")).read_text())
+
+
+def test_two_ranks_resume_bitwise(runs):
+    t = runs[0]
+    a, b = _result(t["A"]), _result(t["B"])
+    H.assert_same(H.final_state(a["run_dir"]), H.final_state(b["run_dir"]))
+    # Validation sums both ranks' shards through each rank's own BatchNorm statistics: equal losses mean
+    # rank 1's statistics came back from its rank file too.
+    assert a["val_loss"] == b["val_loss"] and a["step"] == b["step"] == 6
+
+
+def _assert_starts_from(start, ckpt):
+    model = consolidate(ckpt)
+    assert start["model"].keys() == model.keys()
+    for k in model:
+        assert torch.equal(start["model"][k], model[k]), k
+    flat = dcp_io.load_flat(ckpt)
+    for i, buf in start["weight_opt"].items():
+        assert torch.equal(buf, flat[f"weight_opt.{i}.momentum_buffer"]), i
+    assert torch.equal(start["score_opt"], flat["score_opt.momentum_buffer"])
+
+
+def test_two_to_one(runs):
+    t, _, c_ckpt, d = runs
+    assert c_ckpt.name == "step_00000004_ep0001"  # 3 steps/epoch on 2 ranks
+    start = torch.load(t["D"] / "start0.pt", weights_only=True)
+    # epoch 1, 1 step in = 32 samples (2 ranks x 16); on 1 rank 6 steps/epoch, 2 steps in: step 6 + 2
+    assert (start["epoch"], start["step"]) == (1, 8)
+    _assert_starts_from(start, c_ckpt)
+    assert d["step"] == 12
+
+
+def test_one_to_two(runs):
+    t, e_ckpt, _, _ = runs
+    assert e_ckpt.name == "step_00000008_ep0001"
+    for rank in (0, 1):  # rank 1 has no rank file: it takes rank 0's BatchNorm statistics
+        start = torch.load(t["F"] / f"start{rank}.pt", weights_only=True)
+        assert (start["epoch"], start["step"]) == (1, 4)
+        _assert_starts_from(start, e_ckpt)
+    assert _result(t["F"])["step"] == 6
