@@ -17,8 +17,10 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed prep-demo
 	$(PY) -m launcher.demo
 
+# Single-process rows (bench/step.json), then 2-worker DDP / DeepSpeed rows (bench/step_dist.json).
 bench-step: $(VENV)/.installed
 	$(PY) bench/bench_step.py
+	$(PY) bench/bench_step_dist.py
 
 clean-runs:
 	rm -rf runs/demo
