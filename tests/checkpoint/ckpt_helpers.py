@@ -189,7 +189,7 @@ def final_state(run_dir):
     """Model, both optimizers and the step count from final.pt."""
     from bip_dist.checkpoint.io import load_checkpoint
     ck = load_checkpoint(os.path.join(run_dir, "final.pt"))
-    return {"model": ck["model"], "weight_opt": ck["weight_opt"]["state"],
+    return {"model": ck["model"], "weight_opt": ck["weight_opt"].get("state", {}),  # {} under DeepSpeed
             "score_opt": ck["score_opt"].get("momentum_buffer"), "step": ck["state"]["step"]}
 
 
@@ -213,16 +213,16 @@ def free_port():
 
 def ddp_worker(rank, world, port, args_list):
     """mp.spawn target: run each (out, trainer, extra overrides, crash_at, record prefix) in turn under
-    DDPEngine; a record prefix saves the resumed-from state as <prefix><rank>.pt."""
+    the configured distributed engine; a record prefix saves the resumed-from state as <prefix><rank>.pt."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
     torch.set_num_threads(1)
-    from bip_dist.engine.ddp import DDPEngine
-    from bip_dist.engine.dist_env import DistEnv
+    from bip_dist.engine import make_engine
     engine = None
     for out, trainer, extra, crash_at, record in args_list:
         cfg = make_cfg(out, trainer, *extra)
-        engine = DDPEngine(DistEnv.from_environ(), cfg)
+        engine = make_engine(cfg)  # DDPEngine, or DeepSpeedEngine with dist.backend=deepspeed
         run(cfg, engine, crash_at, f"{record}{rank}.pt" if record else None)
         engine.barrier()
     engine.shutdown()

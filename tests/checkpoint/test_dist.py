@@ -80,3 +80,19 @@ def test_one_to_two(runs):
         assert (start["epoch"], start["step"]) == (1, 4)
         _assert_starts_from(start, e_ckpt)
     assert _result(t["F"])["step"] == 6
+
+
+def test_deepspeed_resume_bitwise(tmp_path):
+    """DeepSpeed (ZeRO-1): the engine's own save/load_checkpoint holds the partitioned weight optimizer,
+    our folder the rest; a run killed at step 5 and resumed equals the run never stopped."""
+    pytest.importorskip("deepspeed")
+    ds = ["dist.backend=deepspeed", "dist.deepspeed_config=configs/deepspeed/zero1.json"]
+    a, b = tmp_path / "A", tmp_path / "B"
+    H.spawn(2, [(str(a), "bip", ds, 0, None), (str(b), "bip", ds, 5, None),
+                (str(b), "bip", ds + ["ckpt.resume=auto"], 0, None)])
+    ra, rb = _result(a), _result(b)
+    H.assert_same(H.final_state(ra["run_dir"]), H.final_state(rb["run_dir"]))
+    assert ra["val_loss"] == rb["val_loss"]
+    ckpt = Layout(next(b.rglob("checkpoints"))).newest()
+    assert (ckpt / "deepspeed" / "ds").is_dir() and "weight_opt" not in torch.load(ckpt / "extra.pt",
+                                                                                 weights_only=True)
