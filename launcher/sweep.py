@@ -59,7 +59,9 @@ class Sweep:
         overrides = implied + list(overrides)
         base = load_config(path)
         epochs = max(1, int(round(base.train.epochs * self.args.epochs_scale)))
-        overrides = [*self.common, f"train.epochs={epochs}", *self.per_stage.get(stage, []), *overrides]
+        own = self.per_stage.get(stage, [])
+        scaled = [] if any(o.startswith("train.epochs=") for o in own) else [f"train.epochs={epochs}"]
+        overrides = [*self.common, *scaled, *own, *overrides]
         cfg = load_config(path, overrides)
         done = run_dir_for(cfg) / "result.json"
         timing = done.parent / "sweep_seconds.txt"  # wall time of the stage, beside its result

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "monitor"))
-from fake_loaders import fake_build_loaders, run_cfg  # noqa: E402
+from fake_loaders import run_cfg, use_fakes  # noqa: E402
 
 from bip_dist.baselines import apply_ranking, imp_ranking, imp_schedule, omp_ranking, random_ranking  # noqa: E402
 from bip_dist.models import build_model  # noqa: E402
@@ -99,11 +99,10 @@ def test_imp_schedule_hits_paper_series():
 def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
     """pretrain saving rewind.pt after epoch 1 -> IMP round 1 (k=0.8) -> round 2 (k=0.64): each round
     starts from the rewind weights under a mask nested in the previous round's."""
-    import bip_dist.train.loop as loop
     from bip_dist.checkpoint.io import load_checkpoint
     from bip_dist.engine import LocalEngine
     from bip_dist.trainers import callbacks_for, mask_preparer
-    monkeypatch.setattr(loop, "build_loaders", fake_build_loaders(batches=4))
+    loop = use_fakes(monkeypatch, batches=4)
 
     def run(*overrides):
         cfg = run_cfg(tmp_path, "name=imp", "log.tensorboard=false", *overrides)
@@ -152,7 +151,8 @@ def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
         assert torch.equal(torch.cat([m[f"{n}.mask"].reshape(-1) for n in s.weights]), s.mask)
 
 
-def test_omp_needs_source(tmp_path):
+def test_omp_needs_source(tmp_path, monkeypatch):
+    use_fakes(monkeypatch)
     from bip_dist.trainers import mask_preparer
     cfg = run_cfg(tmp_path, "mode=prune", "trainer=omp", "prune.layer_type=unstructured", "prune.k=0.5")
     with pytest.raises(ValueError, match="source_net"):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "monitor"))
-from fake_loaders import fake_build_loaders  # noqa: E402
+from fake_loaders import use_fakes  # noqa: E402
 
 STAGE = """name: x
 mode: {mode}
@@ -30,9 +30,8 @@ def _configs(root):
 
 
 def test_sweep_all_methods_and_resume(tmp_path, monkeypatch, capsys):
-    import bip_dist.train.loop as loop
     from launcher import sweep
-    monkeypatch.setattr(loop, "build_loaders", fake_build_loaders(batches=3, bs=8))
+    loop = use_fakes(monkeypatch, batches=3, bs=8)
     cfgs = _configs(tmp_path / "cfg")
     spec = tmp_path / "s.yaml"
     spec.write_text(f"configs: {cfgs}\nname: sw\nmethods: [bip, hydra, omp, imp, random]\nks: [0.8, 0.5]\n"

@@ -1,4 +1,4 @@
-"""In-memory loaders with the interface of bip_dist.data.build_loaders, and a tiny registered model,
+"""In-memory loaders with the interface of bip_dist.data.build_loaders, and a tiny model,
 so end-to-end runs of `train()` take seconds and need no dataset on disk."""
 
 from types import SimpleNamespace
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 
-from bip_dist.models.registry import MODELS, register
+from bip_dist.models.registry import MODELS
 
 SIZE, CLASSES = 8, 4
 
@@ -26,8 +26,6 @@ class TinyNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-if "tinynet" not in MODELS:  # the module may be imported under two names by pytest
-    register("tinynet")(TinyNet)
 
 
 def _data(n, seed):
@@ -68,6 +66,15 @@ def fake_build_loaders(batches=6, bs=16):
         val = [(vx[i:i + 32], vy[i:i + 32]) for i in range(0, 64, 32)]
         return SimpleNamespace(train=FakeTrain(batches, bs, two_streams, seed), val=val, num_classes=CLASSES)
     return build
+
+
+def use_fakes(monkeypatch, batches=6, bs=16):
+    """Patch the loop's loaders with in-memory ones and register `tinynet` for this test only (a global
+    registration would add it to the registry-wide model tests)."""
+    import bip_dist.train.loop as loop
+    monkeypatch.setitem(MODELS, "tinynet", TinyNet)
+    monkeypatch.setattr(loop, "build_loaders", fake_build_loaders(batches, bs))
+    return loop
 
 
 def run_cfg(tmp_path, *overrides):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fake_loaders import fake_build_loaders, run_cfg
+from fake_loaders import run_cfg, use_fakes
 
 from bip_dist.engine import LocalEngine
 from bip_dist.monitor import StepMeter, monitors_for
@@ -19,8 +19,7 @@ EXPECTED = ["train/loss_theta", "train/top1_theta", "train/loss_score", "train/t
 
 @pytest.fixture
 def bip_run(tmp_path, monkeypatch, capsys):
-    import bip_dist.train.loop as loop
-    monkeypatch.setattr(loop, "build_loaders", fake_build_loaders(batches=6))
+    loop = use_fakes(monkeypatch, batches=6)
     cfg = run_cfg(tmp_path, "name=mon", "mode=prune", "trainer=bip", "prune.layer_type=unstructured",
                   "prune.k=0.3", "train.progress=true")
     engine = LocalEngine()
@@ -57,7 +56,8 @@ def test_progress_and_metrics_file(bip_run):
     assert "peak_mem_mb=" in (run_dir / "log.txt").read_text()
 
 
-def test_monitors_off_and_other_ranks(tmp_path):
+def test_monitors_off_and_other_ranks(tmp_path, monkeypatch):
+    use_fakes(monkeypatch)
     cfg = run_cfg(tmp_path, "log.tensorboard=false")
     assert [type(c).__name__ for c in monitors_for(cfg, LocalEngine())] == ["StepMeter"]
 
