@@ -24,14 +24,17 @@ from bip_dist.checkpoint.layout import Layout  # noqa: E402
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One spawn for every 2-rank job (process start-up dominates): A uninterrupted; B killed at step 5
-    and resumed; C killed at step 5 (resumed on 1 rank below); F resumes E (1 rank, killed at 8) on 2."""
-    t = {k: tmp_path_factory.mktemp(k) for k in "ABCDEF"}
+    and resumed; C killed at step 5 (resumed on 1 rank below); F resumes E (1 rank, killed at 8) on 2;
+    G is B with asynchronous saves."""
+    t = {k: tmp_path_factory.mktemp(k) for k in "ABCDEFG"}
     assert H.run(H.make_cfg(t["E"], "bip"), crash_at=9) is None
     e_ckpt = Layout(next(t["E"].rglob("checkpoints"))).newest()
     jobs = [(str(t["A"]), "bip", [], 0, None),
             (str(t["B"]), "bip", [], 5, None), (str(t["B"]), "bip", ["ckpt.resume=auto"], 0, None),
             (str(t["C"]), "bip", [], 5, None),
-            (str(t["F"]), "bip", [f"ckpt.resume={e_ckpt}"], 0, str(t["F"] / "start"))]
+            (str(t["F"]), "bip", [f"ckpt.resume={e_ckpt}"], 0, str(t["F"] / "start")),
+            (str(t["G"]), "bip", ["ckpt.async_save=true"], 5, None),
+            (str(t["G"]), "bip", ["ckpt.async_save=true", "ckpt.resume=auto"], 0, None)]
     H.spawn(2, jobs)
     c_ckpt = Layout(next(t["C"].rglob("checkpoints"))).newest()
     d = H.run(H.make_cfg(t["D"], "bip", f"ckpt.resume={c_ckpt}"), record=str(t["D"] / "start0.pt"))
@@ -49,6 +52,7 @@ def test_two_ranks_resume_bitwise(runs):
     # Validation sums both ranks' shards through each rank's own BatchNorm statistics: equal losses mean
     # rank 1's statistics came back from its rank file too.
     assert a["val_loss"] == b["val_loss"] and a["step"] == b["step"] == 6
+    H.assert_same(H.final_state(a["run_dir"]), H.final_state(_result(t["G"])["run_dir"]))  # async saves
 
 
 def _assert_starts_from(start, ckpt):
