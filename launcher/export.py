@@ -24,8 +24,8 @@ def resolve_checkpoint(src):
 def load_any(path):
     """Single-file checkpoints load directly; sharded ones are consolidated without a process group."""
     if path.is_dir():
-        from bip_dist.checkpoint.consolidate import consolidate
-        return {"model": consolidate(path), "meta": {}}
+        from bip_dist.checkpoint.consolidate import consolidate, read_meta
+        return {"model": consolidate(path), "meta": read_meta(path)}
     from bip_dist.checkpoint.io import load_checkpoint
     ck = load_checkpoint(path)
     if not (isinstance(ck, dict) and "model" in ck):

@@ -29,6 +29,8 @@ def parse_args(argv=None):
                    help="shorthand for --set dist.backend=VALUE")
     p.add_argument("--slurm", action="store_true",
                    help="take nnodes, rendezvous host and job id from the SLURM job environment")
+    p.add_argument("--max-restarts", type=int, default=0,
+                   help="elastic restarts after a lost worker; > 0 also resumes from the newest checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the command and exit")
     return p.parse_known_args(argv)
 
@@ -62,6 +64,8 @@ def build_command(args, worker_args, python=sys.executable):
     if args.slurm:
         nnodes, endpoint, rdzv_id = slurm_settings()
     cmd = [python, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+    if args.max_restarts:
+        cmd += ["--max-restarts", str(args.max_restarts)]
     if nnodes == 1 and not endpoint:
         cmd.append("--standalone")  # local rendezvous on a free port: no host/port to pick
     else:
@@ -72,6 +76,8 @@ def build_command(args, worker_args, python=sys.executable):
     cmd += ["-m", "launcher.worker", "--config", args.config]
     if args.backend:
         cmd += ["--set", f"dist.backend={args.backend}"]
+    if args.max_restarts and "--resume" not in worker_args:
+        cmd += ["--resume", "auto"]  # a restarted attempt must continue, not start over
     return cmd + list(worker_args)
 
 
@@ -82,6 +88,9 @@ def main(argv=None):
         print(shlex.join(cmd))
         return 0
     sys.stdout.flush()
+    # torch 2.14: restarted workers sharing the agent's TCP store can read the dead attempt's gloo
+    # addresses and hang in init_process_group (pytorch/pytorch#135712); a fresh store per attempt avoids it.
+    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     os.execvp(cmd[0], cmd)  # torchrun takes over this process: signals and exit status pass through
 
 
