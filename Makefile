@@ -22,6 +22,9 @@ bench-step: $(VENV)/.installed
 	$(PY) bench/bench_step.py
 	$(PY) bench/bench_step_dist.py
 
+# Every benchmark; each prints its table and writes bench/<name>.json.
+bench: bench-step bench-data bench-compact bench-checkpoint
+
 clean-runs:
 	rm -rf runs/demo
 
