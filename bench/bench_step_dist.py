@@ -1,7 +1,9 @@
 """Per-iteration cost of dense, HYDRA, BiP fused and BiP three-pass on 2 CPU workers, DDP vs DeepSpeed.
 
 Usage: python bench/bench_step_dist.py [--arch resnet20s] [--batch 64] [--iters 12] [--world 2]
-Spawns `--world` gloo workers on 127.0.0.1 (one thread each). Every method gets its own engine; methods
+       [--precision bf16] [--channels-last] [--backends ddp]
+Spawns `--world` workers on 127.0.0.1: gloo with one thread each on CPU, nccl with one GPU each where CUDA
+exists (bf16 autocast and channels_last only take effect there). Every method gets its own engine; methods
 run round-robin, one iteration each in turn after a barrier, so machine noise hits all alike. Reports the
 median seconds per iteration (rank 0), the ratio to dense DDP, and the bytes each rank all-reduces per
 iteration split into weight gradients (DDP buckets / ZeRO = parameter bytes) and score gradients (our
@@ -33,6 +35,11 @@ METHODS = [("dense", "ddp", "dense", True, "fp32"), ("hydra", "ddp", "hydra", Tr
            ("bip_fused", "deepspeed", "bip", True, "fp32"), ("bip_3pass", "deepspeed", "bip", False, "fp32")]
 
 
+def selected(args):
+    wanted = set(args.backends.split(","))
+    return [m for m in METHODS if m[1] in wanted]
+
+
 def make(method, args, env):
     """Engine, step and weight-parameter bytes of one method (mirrors bip_dist.train.build)."""
     from bip_dist.models import build_model
@@ -41,7 +48,8 @@ def make(method, args, env):
     from bip_dist.train.bip_step import BipStep
     from bip_dist.train.steps import HydraStep, WeightStep
     label, backend, trainer, fused, gdtype = method
-    d = NS(backend=backend, bucket_mb=25.0, score_grad_dtype=gdtype, precision="fp32", channels_last=False,
+    d = NS(backend=backend, bucket_mb=25.0, score_grad_dtype=gdtype, precision=args.precision,
+           channels_last=args.channels_last,
            check_masks=False, sync_bn=False, deepspeed_config=str(ROOT / "configs/deepspeed/zero1.json"))
     cfg = NS(dist=d, data=NS(batch_size=args.batch))
     if backend == "deepspeed":
@@ -50,10 +58,14 @@ def make(method, args, env):
         from bip_dist.engine.ddp import DDPEngine as Engine
     engine = Engine(env, cfg)
     torch.manual_seed(0)
-    model = build_model(args.arch, 10)
+    model = build_model(args.arch, args.classes)
     store = None
     if trainer != "dense":
         make_prunable(model, "unstructured")
+    model.to(engine.device)
+    if engine.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if trainer != "dense":
         store = ScoreStore(model, args.k, "unstructured")
         store.init_scores("magnitude")
         store.refresh_mask()
@@ -75,21 +87,27 @@ def make(method, args, env):
 
 def worker(rank, args, port, q):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(args.world), LOCAL_WORLD_SIZE=str(args.world), DS_ACCELERATOR="cpu")
-    torch.set_num_threads(1)
+                      WORLD_SIZE=str(args.world), LOCAL_WORLD_SIZE=str(args.world))
+    if not torch.cuda.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"
+        torch.set_num_threads(1)
     import logging
     logging.disable(logging.WARNING)
     from bip_dist.engine.dist_env import DistEnv
     env = DistEnv.from_environ()
-    built = [make(m, args, env) for m in METHODS]
-    g = torch.Generator().manual_seed(rank)
+    methods = selected(args)
+    built = [make(m, args, env) for m in methods]
+    cuda = env.device().startswith("cuda")
+    dev = env.device()
+    g = torch.Generator(device=dev).manual_seed(rank)
 
     def batch(two):
+        # Made on the device, so a 224-px batch costs no host-to-device copy inside the timed step.
         def one():
-            return torch.randn(args.batch, 3, args.size, args.size, generator=g), \
-                torch.randint(0, 10, (args.batch,), generator=g)
+            return torch.randn(args.batch, 3, args.size, args.size, generator=g, device=dev), \
+                torch.randint(0, args.classes, (args.batch,), generator=g, device=dev)
         return (one(), one()) if two else one()
-    times = [[] for _ in METHODS]
+    times = [[] for _ in methods]
     bytes0 = [e.comm_bytes for e, _, _ in built]
     for it in range(args.warmup + args.iters):
         for i, (engine, step, _) in enumerate(built):
@@ -97,6 +115,8 @@ def worker(rank, args, port, q):
             dist.barrier()
             t0 = time.perf_counter()
             step(b)
+            if cuda:
+                torch.cuda.synchronize()
             if it >= args.warmup:
                 times[i].append(time.perf_counter() - t0)
             else:
@@ -104,10 +124,12 @@ def worker(rank, args, port, q):
     if rank == 0:
         n = args.iters
         res = []
-        for m, (engine, step, pbytes), ts, b0 in zip(METHODS, built, times, bytes0):
+        for m, (engine, step, pbytes), ts, b0 in zip(methods, built, times, bytes0):
             theta = engine.theta_bytes if m[2] in ("dense", "bip") else 0
             total = (engine.comm_bytes - b0) / n
-            res.append({"method": m[0], "backend": m[1], "median_s": statistics.median(ts),
+            med = statistics.median(ts)
+            res.append({"method": m[0], "backend": m[1], "median_s": med,
+                        "theta_images_per_s": args.batch * args.world / med,
                         "bytes_per_iter": total, "score_bytes_per_iter": total - theta, "param_bytes": pbytes})
         q.put(res)
     dist.barrier()
@@ -123,26 +145,37 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=12)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--world", type=int, default=2)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPU only)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last layout (GPU only)")
+    p.add_argument("--backends", default="ddp,deepspeed", help="comma list of ddp, deepspeed")
     p.add_argument("--out", default=str(ROOT / "bench" / "step_dist.json"))
     args = p.parse_args(argv)
+    if not selected(args) or not any(m[:2] == ("dense", "ddp") for m in selected(args)):
+        p.error(f"--backends {args.backends!r} must include ddp (the baseline is dense DDP)")
     from tests.dist.dist_helpers import free_port  # noqa: E402 (the same helper the tests use)
     ctx = mp.get_context("spawn")
     q = ctx.SimpleQueue()
     mp.spawn(worker, args=(args, free_port(), q), nprocs=args.world)
     rows = q.get()
     base = next(r["median_s"] for r in rows if r["method"] == "dense" and r["backend"] == "ddp")
-    print(f"{args.arch} {args.size}x{args.size}, batch {args.batch}/rank, {args.world} gloo workers, "
-          f"median of {args.iters} iterations; bytes = all-reduced per rank per iteration")
-    print(f"{'method':16s} {'backend':10s} {'s/iter':>8s} {'x dense DDP':>11s} {'MB/iter':>8s} "
+    where = f"{args.world} {'nccl GPU' if torch.cuda.is_available() else 'gloo CPU'} workers"
+    print(f"{args.arch} {args.size}x{args.size}, batch {args.batch}/rank, {where}, {args.precision}"
+          f"{', channels_last' if args.channels_last else ''}, median of {args.iters} iterations; "
+          f"bytes = all-reduced per rank per iteration; img/s = B_theta images per second, all ranks")
+    print(f"{'method':16s} {'backend':10s} {'s/iter':>8s} {'x dense DDP':>11s} {'img/s':>8s} {'MB/iter':>8s} "
           f"{'score MB':>9s} {'score/params':>12s}")
     for r in rows:
         r["ratio_to_dense_ddp"] = r["median_s"] / base
         r["score_bytes_over_param_bytes"] = r["score_bytes_per_iter"] / r["param_bytes"]
         print(f"{r['method']:16s} {r['backend']:10s} {r['median_s']:8.3f} {r['ratio_to_dense_ddp']:11.2f} "
+              f"{r['theta_images_per_s']:8.1f} "
               f"{r['bytes_per_iter'] / 2 ** 20:8.2f} {r['score_bytes_per_iter'] / 2 ** 20:9.2f} "
               f"{r['score_bytes_over_param_bytes']:12.2f}")
     meta = {"arch": args.arch, "batch_per_rank": args.batch, "size": args.size, "world": args.world,
-            "iters": args.iters, "k": args.k, "torch": torch.__version__, "machine": platform.machine(),
+            "iters": args.iters, "k": args.k, "precision": args.precision,
+            "channels_last": args.channels_last, "device": torch.cuda.get_device_name(0) if
+            torch.cuda.is_available() else "cpu", "torch": torch.__version__, "machine": platform.machine(),
             "cpus": os.cpu_count(), "command": "python bench/bench_step_dist.py " + " ".join(argv or sys.argv[1:])}
     Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"wrote {args.out}")
