@@ -88,7 +88,9 @@ def _build(cls, raw, prefix, src):
         try:
             validate()
         except ValueError as e:
-            raise ConfigError(f"{src}: {prefix.rstrip('.') or 'config'}: {e}") from None
+            # Sections validated on their own too (DataConfig by the loaders) already name their keys.
+            where = "" if prefix and str(e).startswith(prefix) else f"{prefix.rstrip('.') or 'config'}: "
+            raise ConfigError(f"{src}: {where}{e}") from None
     return obj
 
 

@@ -37,6 +37,7 @@ def test_overrides_keep_types():
     ("bip:\n  fused: 'yes'\n", "'bip.fused' must be true or false"),
     ("train:\n  epochs: 2.5\n", "'train.epochs' must be an integer"),
     ("trainer: bip\n", "trainer 'bip' needs prune.layer_type other than 'dense'"),
+    ("data:\n  root: ''\n", ".yaml: data.root = '' needs data.train_file and data.val_file"),
 ])
 def test_bad_input_one_line(tmp_path, text, needle):
     p = _write(tmp_path, text)
