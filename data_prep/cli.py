@@ -83,14 +83,20 @@ def _parser():
     d = sub.add_parser("digits", help="scikit-learn digits (1,797 8x8 scans) as 32x32 RGB, 1,497/300 split",
                        description="The demo dataset: writes train.npz/val.npz and LMDB files to --out.")
     _common(d, "memory,lmdb", 0, out="data/digits")
-    v = sub.add_parser("verify", help="check a written .lmdb / .npz (and, with --src, against its source)",
+    v = sub.add_parser("verify", help="check a written .lmdb / .beton / .npz (and, with --src, against its "
+                                      "source)",
                        description="Check every record of FILE; with --dataset/--src also count, labels, and "
-                                   "(--deep) content against the source images.")
-    v.add_argument("file", help="the .lmdb or .npz to check")
+                                   "(--deep) content against the source images. A .beton is checked against "
+                                   "its sidecar and the LMDB it was built from (beside it, or --lmdb); "
+                                   "--src then checks that LMDB against the source.")
+    v.add_argument("file", help="the .lmdb, .beton or .npz to check")
+    v.add_argument("--lmdb", help=".beton only: the LMDB it was built from (default: the one named in its "
+                                  "sidecar, if it is in the same folder)")
     v.add_argument("--dataset", choices=sorted(DATASETS) + ["digits"], help="source kind (for --src)")
     v.add_argument("--src", help="source folder the file was made from")
     v.add_argument("--split", default=None, help="train or val (default: from the file name)")
-    v.add_argument("--deep", action="store_true", help="re-encode every source image and compare its hash")
+    v.add_argument("--deep", action="store_true", help="re-encode every source image and compare its hash; "
+                                                          ".beton: compare every image's pixels with the LMDB's")
     return p
 
 
@@ -137,10 +143,24 @@ def _verify(args):
         source = _source(args.dataset, args.src, split)
     if args.file.endswith(".npz"):
         meta = verify_npz(args.file, source)
+    elif args.file.endswith(".beton"):
+        meta = _verify_beton(args, source)
     else:
         meta = verify_lmdb(args.file, source, deep=args.deep)
     print(f"[verify] {args.file}: OK ({meta['count']} records, {len(meta['classes'])} classes"
           f"{', checked against ' + source.name if source else ''})")
+
+
+def _verify_beton(args, source):
+    from data_prep.verify_ffcv import verify_beton
+    meta = verify_beton(args.file, args.lmdb, deep=args.deep)
+    if source is not None:
+        lmdb_path = args.lmdb or os.path.join(os.path.dirname(args.file), meta.get("from_lmdb", ""))
+        if not os.path.isfile(lmdb_path):
+            raise VerifyError(f"{args.file}: --src needs the LMDB it was built from (--lmdb); "
+                              f"{lmdb_path} not found")
+        verify_lmdb(lmdb_path, source, deep=args.deep)
+    return meta
 
 
 def main(argv=None):
