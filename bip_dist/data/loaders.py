@@ -11,6 +11,7 @@ import torch
 from bip_dist.data.datasets import FolderDataset, LMDBDataset, MemoryDataset
 from bip_dist.data.presets import NUM_CLASSES, BatchNormalize, batch_pad_crop_flip, train_transform, val_transform
 from bip_dist.data.samplers import EvalOrder, TrainOrder
+from bip_dist.data.seeded import SeededDataset, SeededOrder
 
 PATTERNS = {"lmdb": "{split}_lmdb_*.lmdb", "ffcv": "{split}_ffcv_*.beton", "memory": "{split}.npz",
             "folder": "{split}"}
@@ -165,7 +166,8 @@ def build_loaders(cfg, *, rank=0, world_size=1, seed=0, two_streams=False, devic
             tsrc = _memory_source(tds, order, cfg.augment, size, seed, rank)
             vsrc = _memory_source(vds, vorder, False, size, seed, rank)
         else:
-            tsrc = _torch_source(tds, order, cfg.workers, seed, rank, device)
+            # Augmentation seeded per sample, so resume and worker count do not change it.
+            tsrc = _torch_source(SeededDataset(tds), SeededOrder(order, seed), cfg.workers, seed, rank, device)
             vsrc = _torch_source(vds, vorder, cfg.workers, seed, rank, device)
         n_val_rank = len(vorder.idx)
     num_classes = len(classes) or NUM_CLASSES.get(cfg.dataset, 0)

@@ -104,3 +104,38 @@ def test_config_validate_and_missing_file(tmp_path):
         DataConfig(format="tfrecord").validate()
     with pytest.raises(FileNotFoundError, match="data.root"):
         build_loaders(DataConfig(dataset="cifar10", format="lmdb", root=str(tmp_path)))
+
+
+def test_folder_augmentation_replays_on_resume_with_other_worker_count(tmp_path):
+    """Seeded per sample: steps 2.. of a resumed run (0 workers) equal those of the full run (2 workers),
+    random crops and flips included; another run seed gives other crops of the same images."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for k in range(18):
+            pixels = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)  # texture, so crops differ
+            path = tmp_path / split / f"c{k % 3}" / f"{k:02d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path)
+    cfg = _cfg("folder", str(tmp_path), augment=True, workers=2)
+
+    def epoch(cfg, seed, start=0):
+        ld = build_loaders(cfg, seed=seed, two_streams=True)
+        ld.train.set_epoch(1)
+        ld.train.set_start_step(start)
+        return [(a[0], a[1], b[0], b[1]) for a, b in ld.train]
+    full = epoch(cfg, seed=7)
+    resumed = epoch(_cfg("folder", str(tmp_path), augment=True, workers=0), seed=7, start=2)
+    assert len(full) == 4 and len(resumed) == 2
+    for got, want in zip(resumed, full[2:]):
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+    # The seed, not the caller's RNG, decides the augmentation.
+    from bip_dist.data.datasets import FolderDataset
+    from bip_dist.data.presets import train_transform
+    from bip_dist.data.seeded import SeededDataset
+    ds = SeededDataset(FolderDataset(str(tmp_path / "train"), train_transform("imagenet", 24)))
+    torch.manual_seed(0)
+    x = ds[(5, 123)][0]
+    torch.manual_seed(1)
+    assert torch.equal(ds[(5, 123)][0], x)
+    assert any(not torch.equal(ds[(5, s)][0], x) for s in range(1, 6))
