@@ -91,6 +91,10 @@ class DistConfig:
     check_masks: bool = opt(False, "debug: compare a hash of the mask across ranks every refresh")
     sync_bn: bool = opt(False, "SyncBatchNorm: batch statistics over the global batch (GPU only); false = "
                         "each rank keeps running statistics of its own shard, no buffer traffic")
+    bn_stats: str = opt("reduce", "BatchNorm running statistics at every epoch end, before evaluation and the "
+                        "epoch checkpoint: reduce = average over ranks, so every rank evaluates and saves one "
+                        "model; broadcast = rank 0's; local = each rank keeps its own",
+                        choices=("reduce", "broadcast", "local"))
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,28 @@ class DDPEngine(LocalEngine):
                 self.comm_bytes += flat.numel() * flat.element_size()
         self.comm_seconds += time.perf_counter() - t0
 
+    @torch.no_grad()
+    def sync_bn_stats(self, mode):
+        """Average (or take rank 0's) BatchNorm running mean/var in one collective: DDP leaves them
+        rank-local (no per-forward buffer broadcast), so ranks drift apart within an epoch."""
+        if mode == "local" or self.world_size == 1:
+            return
+        bufs = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                for b in (m.running_mean, m.running_var) if b is not None]
+        if not bufs:
+            return
+        t0 = time.perf_counter()
+        flat = _flatten_dense_tensors(bufs)
+        if mode == "reduce":
+            dist.all_reduce(flat)
+            flat /= self.world_size
+        else:
+            dist.broadcast(flat, 0)
+        for b, v in zip(bufs, _unflatten_dense_tensors(flat, bufs)):
+            b.copy_(v)
+        self.comm_bytes += flat.numel() * flat.element_size()
+        self.comm_seconds += time.perf_counter() - t0
+
     # --- passes ----------------------------------------------------------------------------------
     def backward_theta(self, loss):
         loss.backward()  # DDP's reducer all-reduces weight gradients bucket by bucket during backward

@@ -69,6 +69,9 @@ class LocalEngine:
         """Sum a tensor across ranks (evaluation counts)."""
         return tensor
 
+    def sync_bn_stats(self, mode):
+        """Make BatchNorm running statistics agree across ranks ('reduce' | 'broadcast' | 'local')."""
+
     def check_masks(self):
         """Debug: raise if ranks disagree on the mask."""
 

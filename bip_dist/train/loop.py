@@ -69,6 +69,7 @@ def train(cfg, engine=None, callbacks=(), prepare_masks=None):
         finished = state["step"] - epoch * spe >= spe
         if finished:
             state["epoch"] += 1
+            engine.sync_bn_stats(cfg.dist.bn_stats)
         last = state["epoch"] >= cfg.train.epochs or state["step"] >= max_steps
         metrics = {}
         if last or (finished and state["epoch"] % cfg.train.eval_every == 0):
