@@ -1,7 +1,10 @@
-"""Compact export of a channel-pruned ResNet-18 (32x32, k = 0.5): params, MACs and inference latency of the
-masked and the compact model, measured side by side (alternating) in one run. Writes bench/compact.json.
+"""Compact export of a channel-pruned model (default ResNet-18, 32x32, k = 0.5): params, MACs and inference
+latency of the masked and the compact model, measured side by side (alternating) in one run. Writes
+bench/compact.json (or --out).
 
     .venv/bin/python bench/bench_compact.py [--batches 1 32] [--reps 20] [--threads N]
+    .venv/bin/python bench/bench_compact.py --arch resnet50_imagenet --size 224 --classes 1000 \
+        --batches 1 8 --reps 10 --out bench/compact_resnet50.json
 """
 
 import argparse
@@ -25,6 +28,8 @@ from bip_dist.pruning import ScoreStore, make_prunable  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="resnet18")
+    p.add_argument("--size", type=int, default=32, help="input side")
+    p.add_argument("--classes", type=int, default=10)
     p.add_argument("--k", type=float, default=0.5, help="kept fraction of input channels per layer")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--reps", type=int, default=20)
@@ -34,18 +39,19 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    masked = make_prunable(build_model(args.arch, 10), "channel")
+    masked = make_prunable(build_model(args.arch, args.classes), "channel")
     store = ScoreStore(masked, args.k, "channel")
     apply_ranking(store, omp_ranking(store))  # keep the channels of largest weight norm (OMP)
     masked.eval()
     t0 = time.perf_counter()
-    compact = compact_model(masked, (3, 32, 32))
+    shape = (3, args.size, args.size)
+    compact = compact_model(masked, shape)
     export_s = time.perf_counter() - t0
-    x = torch.randn(max(args.batches), 3, 32, 32)
+    x = torch.randn(max(args.batches), *shape)
     with torch.no_grad():
         diff = (masked(x[:8]) - compact(x[:8])).abs().max().item()
-    res = {"arch": args.arch, "granularity": "channel", "k": args.k, "input": [3, 32, 32],
-           "export_seconds": export_s, "max_abs_diff": diff, **compare(masked, compact),
+    res = {"arch": args.arch, "granularity": "channel", "k": args.k, "input": list(shape),
+           "export_seconds": export_s, "max_abs_diff": diff, **compare(masked, compact, shape),
            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
            "machine": platform.processor() or platform.machine(), "latency": {}}
     for b in args.batches:

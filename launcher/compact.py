@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from bip_dist.data.config import DEFAULT_SIZE
+
 
 def load_masked(path):
     """The prunable model of a bip-dist checkpoint (final.pt / step_*.pt / best.pt), in eval mode."""
@@ -53,14 +55,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="bip-compact", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="checkpoint of a filter- or channel-pruned run (e.g. its final.pt)")
     p.add_argument("--out", required=True, help="where to write the compact model (.pt2, torch.export)")
-    p.add_argument("--input-size", type=int, default=32, help="image side the model runs at (default 32)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="image side the model runs at (default: the run's dataset's native size, e.g. 32 "
+                        "CIFAR, 64 Tiny-ImageNet, 224 ImageNet)")
     p.add_argument("--batch", type=int, default=32, help="batch for the latency comparison (and batch 1)")
     p.add_argument("--reps", type=int, default=20, help="timed forwards per model")
     p.add_argument("--report", default=None, help="JSON report path (default: <out>.json)")
     args = p.parse_args(argv)
     try:
         masked, meta = load_masked(args.checkpoint)
-        rep = export_compact(masked, args.out, (3, args.input_size, args.input_size), args.batch, args.reps)
+        side = args.input_size or DEFAULT_SIZE.get(meta.get("dataset"), 32)
+        rep = export_compact(masked, args.out, (3, side, side), args.batch, args.reps)
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         print(f"bip-compact: {e}", file=sys.stderr)
         return 2
