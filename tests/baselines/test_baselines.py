@@ -13,6 +13,7 @@ from fake_loaders import run_cfg, use_fakes  # noqa: E402
 from bip_dist.baselines import apply_ranking, imp_ranking, imp_schedule, omp_ranking, random_ranking  # noqa: E402
 from bip_dist.models import build_model  # noqa: E402
 from bip_dist.pruning import ScoreStore, make_prunable  # noqa: E402
+from bip_dist.train.callbacks import Callback  # noqa: E402
 
 
 def _store(granularity="unstructured", k=0.2, arch="resnet20s"):
@@ -112,19 +113,10 @@ def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
                          prepare_masks=mask_preparer(cfg))
         return Path(res["run_dir"]), seen
 
-    class Start:
+    class Start(Callback):
         def on_start(self, state, parts, loaders):
             self.weights = {n: m.weight.detach().clone() for n, m in parts.store.layers} if parts.store else {}
             self.mask = parts.store.mask.clone() if parts.store else None
-
-        def on_step(self, state, out):
-            pass
-
-        def on_epoch_end(self, state, metrics):
-            pass
-
-        def close(self):
-            pass
 
     pre, _ = run("mode=pretrain", "trainer=dense", "baseline.save_rewind=1ep")
     rewind = load_checkpoint(pre / "rewind.pt")

@@ -21,6 +21,7 @@ from bip_dist.models.registry import MODELS, register
 if not callable(getattr(data_pkg, "build_loaders", None)):
     data_pkg.build_loaders = None  # the loaders have not landed; every test patches loop.build_loaders
 from bip_dist.train import loop  # noqa: E402
+from bip_dist.train.callbacks import Callback  # noqa: E402
 
 N_TRAIN, N_VAL, SIZE, CLASSES = 96, 32, 8, 4
 # Tiny convolutions are ~10x slower with two threads on a shared 2-core box than with one.
@@ -112,7 +113,7 @@ def make_cfg(out, trainer, *extra):
     return load_config(None, overrides(out, trainer, *extra))
 
 
-class Record:
+class Record(Callback):
     """A callback that saves, right after restore (on_start), the step and the state training resumes
     from, to `path` (per rank), so resharding tests can compare it with the checkpoint."""
 
@@ -127,21 +128,12 @@ class Record:
                     "score_opt": parts.score_opt.buf.clone() if parts.score_opt is not None else None},
                    self.path)
 
-    def on_step(self, state, out):
-        pass
-
-    def on_epoch_end(self, state, metrics):
-        pass
-
-    def close(self):
-        pass
-
 
 class Crash(RuntimeError):
     pass
 
 
-class CrashAt:
+class CrashAt(Callback):
     """A callback that stops the run (like a kill) right after step `step`, before its checkpoint."""
 
     def __init__(self, step):
@@ -150,12 +142,6 @@ class CrashAt:
     def on_step(self, state, out):
         if self.step and state["step"] == self.step:
             raise Crash(f"crash at step {self.step}")
-
-    def on_epoch_end(self, state, metrics):
-        pass
-
-    def close(self):
-        pass
 
 
 class _Tracked(loop.Checkpointer if hasattr(loop, "Checkpointer") else object):
