@@ -75,8 +75,9 @@ def batch_pad_crop_flip(x, gen, size, pad=4):
     dy = torch.randint(0, h + 2 * pad - size + 1, (n,), generator=gen)
     dx = torch.randint(0, w + 2 * pad - size + 1, (n,), generator=gen)
     flip = torch.rand(n, generator=gen) < 0.5
-    out = torch.empty(n, x.shape[1], size, size, dtype=x.dtype)
-    for i in range(n):
-        crop = padded[i, :, dy[i]:dy[i] + size, dx[i]:dx[i] + size]
-        out[i] = crop.flip(-1) if flip[i] else crop
-    return out
+    steps = torch.arange(size)
+    rows = dy[:, None] + steps                                          # n x size
+    cols = dx[:, None] + torch.where(flip[:, None], size - 1 - steps, steps)  # a flip reads columns backwards
+    chans = torch.arange(x.shape[1])
+    return padded[torch.arange(n)[:, None, None, None], chans[None, :, None, None], rows[:, None, :, None],
+                  cols[:, None, None, :]]

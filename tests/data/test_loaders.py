@@ -139,3 +139,19 @@ def test_folder_augmentation_replays_on_resume_with_other_worker_count(tmp_path)
     torch.manual_seed(1)
     assert torch.equal(ds[(5, 123)][0], x)
     assert any(not torch.equal(ds[(5, s)][0], x) for s in range(1, 6))
+
+
+@pytest.mark.parametrize("size", [32, 28])
+def test_batch_pad_crop_flip_equals_per_image_crops(size):
+    """The in-RAM loader's batched crop + flip equals cropping and flipping each image by its offsets."""
+    from bip_dist.data.presets import batch_pad_crop_flip
+    x = torch.randint(0, 255, (16, 3, 32, 32), dtype=torch.uint8)
+    out = batch_pad_crop_flip(x, torch.Generator().manual_seed(3), size)
+    g = torch.Generator().manual_seed(3)  # the same draws, in the same order
+    dy, dx = torch.randint(0, 41 - size, (16,), generator=g), torch.randint(0, 41 - size, (16,), generator=g)
+    flip = torch.rand(16, generator=g) < 0.5
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    assert flip.any() and (~flip).any()
+    for i in range(16):
+        crop = padded[i, :, dy[i]:dy[i] + size, dx[i]:dx[i] + size]
+        assert torch.equal(out[i], crop.flip(-1) if flip[i] else crop)
