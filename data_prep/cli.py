@@ -129,10 +129,15 @@ def _convert(args):
             from data_prep.ffcv_writer import write_ffcv
             fpath = in_dir(args.out, ffcv_name(split, args.max_side, args.compress_prob, args.quality,
                                                 args.write_mode))
-            write_ffcv(lpath, fpath, max_resolution=args.max_side, quality=args.quality,
-                       prob=args.compress_prob, write_mode=args.write_mode, workers=max(1, args.workers),
-                       force=args.force)
-            print(f"[prep] {fpath}: written", flush=True)
+            existed = os.path.exists(fpath) and not args.force
+            t1 = time.time()
+            meta = write_ffcv(lpath, fpath, max_resolution=args.max_side, quality=args.quality,
+                              prob=args.compress_prob, write_mode=args.write_mode, workers=max(1, args.workers),
+                              force=args.force)
+            if not existed:
+                dt = time.time() - t1
+                print(f"[prep] {fpath}: {meta['count']} samples ({meta['count'] / max(dt, 1e-9):.0f} images/s)",
+                      flush=True)
         print(f"[prep] {src.name}: done in {time.time() - t0:.1f}s", flush=True)
 
 
