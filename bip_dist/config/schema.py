@@ -90,7 +90,7 @@ class DistConfig:
     deepspeed_config: str = opt("configs/deepspeed/zero1.json", "DeepSpeed JSON (backend deepspeed)")
     check_masks: bool = opt(False, "debug: compare a hash of the mask across ranks every refresh")
     sync_bn: bool = opt(False, "SyncBatchNorm: batch statistics over the global batch (GPU only); false = "
-                        "each rank keeps running statistics of its own shard, no buffer traffic")
+                        "each rank keeps running statistics of its own shard during an epoch (see bn_stats)")
     bn_stats: str = opt("reduce", "BatchNorm running statistics at every epoch end, before evaluation and the "
                         "epoch checkpoint: reduce = average over ranks, so every rank evaluates and saves one "
                         "model; broadcast = rank 0's; local = each rank keeps its own",
