@@ -1,6 +1,5 @@
 """IMP / lottery-ticket weight rewinding: save the weights at a point of a run, and the round schedule."""
 
-import math
 import re
 from pathlib import Path
 

@@ -21,7 +21,8 @@ def _rows(cls, prefix=""):
             if key in f.metadata:
                 checks.append(f"{sym} {f.metadata[key]}")
         tp = getattr(types[f.name], "__name__", str(types[f.name])).replace("typing.", "")
-        yield (f"`{prefix}{f.name}`", tp, f"`{value!r}`", ", ".join(checks), f.metadata.get("help", "").replace("|", "\\|"))
+        help_text = f.metadata.get("help", "").replace("|", "\\|")
+        yield (f"`{prefix}{f.name}`", tp, f"`{value!r}`", ", ".join(checks), help_text)
 
 
 def markdown():

@@ -6,7 +6,6 @@
 Rates come in through `set_lrs`; the loop owns the schedule.
 """
 
-import torch
 import torch.nn.functional as F
 
 

@@ -3,7 +3,6 @@
 import csv
 import os
 import sys
-from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "monitor"))
 from fake_loaders import use_fakes  # noqa: E402

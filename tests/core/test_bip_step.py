@@ -1,6 +1,5 @@
 """The fused two-pass BiP step equals the reference's three-pass step; passes are counted."""
 
-import copy
 
 import pytest
 import torch

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from bip_dist.export import export_checkpoint, plain_state_dict
+from bip_dist.export import export_checkpoint
 from bip_dist.models import build_model
 from bip_dist.pruning import ScoreStore, make_prunable
 
