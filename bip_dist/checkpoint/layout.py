@@ -1,7 +1,7 @@
 """Checkpoint folders, the `latest` / `best` pointers, and the rules that make a crash harmless.
 
     checkpoints/step_00001200_ep0003/   a complete checkpoint (DCP shards + .metadata, extra.pt,
-                                        rank_00000.pt ..., deepspeed/ under that backend)
+                                        rank_00000.pt ...)
     checkpoints/.step_00001500_ep0003.tmp/   being written; never read, removed at the next start
     checkpoints/latest, checkpoints/best     one line: the folder name; replaced atomically, last
 A folder is renamed to its final name only after every rank has written its share, and a pointer is

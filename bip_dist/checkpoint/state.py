@@ -64,9 +64,8 @@ def model_tensors(model, rank):
     return {"model." + k: v for k, v in model.state_dict().items() if rank == 0 or k not in buffers}
 
 
-def optimizer_split(opt, prefix):
-    """Torch optimizer state as DCP tensors plus a plain part (param groups, non-tensor state)."""
-    sd = opt.state_dict()
+def optimizer_split(sd, prefix):
+    """A torch optimizer state_dict as DCP tensors plus a plain part (param groups, non-tensor state)."""
     tensors, plain = {}, {}
     for idx, st in sd["state"].items():
         for k, v in st.items():
@@ -87,17 +86,15 @@ def optimizer_join(flat, plain, prefix):
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
-def collect(cfg, state, parts, engine, data, with_weight_opt=True):
-    """(tensors for DCP, extra for rank 0, this rank's own part) of the current training state.
-
-    `with_weight_opt` is False under DeepSpeed, whose engine saves the (partitioned) weight optimizer."""
+def collect(cfg, state, parts, engine, data, weight_sd):
+    """(tensors for DCP, extra for rank 0, this rank's own part) of the current training state;
+    `weight_sd` is engine.weight_opt_state()."""
     flat = model_tensors(parts.model, engine.rank)
     extra = {"format": FORMAT, "state": {k: v for k, v in state.items() if k != "run_dir"}, "data": data,
              "meta": parts.meta, "config": config_to_dict(cfg), "git_rev": git_revision(),
              "world_size": engine.world_size, "backend": type(engine).__name__}
-    if with_weight_opt:
-        t, extra["weight_opt"] = optimizer_split(parts.weight_opt, "weight_opt")
-        flat.update(t)
+    t, extra["weight_opt"] = optimizer_split(weight_sd, "weight_opt")
+    flat.update(t)
     if parts.score_opt is not None:
         sd = parts.score_opt.state_dict()
         if sd.get("momentum_buffer") is not None:
@@ -138,13 +135,12 @@ def apply_model(model, flat, mine):
                 own[k].copy_(v)
 
 
-def apply_optimizers(parts, flat, extra, with_weight_opt=True):
-    """Put both optimizers back (the weight one unless DeepSpeed restores it)."""
-    if with_weight_opt:
-        if "weight_opt" not in extra:
-            raise ValueError("checkpoint has no weight-optimizer state (written by DeepSpeed?); resume it "
-                             "with dist.backend=deepspeed")
-        parts.weight_opt.load_state_dict(optimizer_join(flat, extra["weight_opt"], "weight_opt"))
+def apply_optimizers(parts, flat, extra, engine):
+    """Put both optimizers back (after apply_model: DeepSpeed refreshes its partitions from the model)."""
+    if "weight_opt" not in extra:
+        raise ValueError("checkpoint has no weight-optimizer state (written by an older DeepSpeed run); "
+                         "resume it with bip-dist of that version")
+    engine.load_weight_opt_state(optimizer_join(flat, extra["weight_opt"], "weight_opt"))
     if parts.score_opt is not None:
         parts.score_opt.load_state_dict({"momentum_buffer": flat.get("score_opt.momentum_buffer"),
                                          **extra.get("score_opt", {})})

@@ -1,8 +1,9 @@
 """When training checkpoints are written and read: every N steps, at epoch ends, on resume.
 
 Each checkpoint is one folder (layout.py) written by every rank: model and optimizer tensors through DCP
-(each rank writes a share), RNG states per rank, the rest by rank 0; under DeepSpeed the engine's own
-`save_checkpoint` adds the partitioned weight optimizer. With `ckpt.async_save` the tensors are copied to
+(each rank writes a share), RNG states per rank, the rest by rank 0. The weight optimizer is always held
+whole in torch SGD's format (DeepSpeed's ZeRO partitions are gathered for it), so a checkpoint resumes
+under either backend and at any world size. With `ckpt.async_save` the tensors are copied to
 CPU memory and written by a background thread while training goes on; the folder is published (renamed,
 then `latest` replaced) once rank 0's write, which completes only after every rank's, has finished.
 `final.pt` stays a single file: the next stage's `source_net`.
@@ -23,11 +24,12 @@ from bip_dist.run_dir import git_revision
 __all__ = ["Checkpointer", "training_state", "rng_state", "set_rng_state"]
 
 
-def training_state(cfg, state, parts, with_weight_opt=True):
-    """The single-file form of a checkpoint (final.pt): everything in one weights_only-loadable dict."""
+def training_state(cfg, state, parts, weight_sd):
+    """The single-file form of a checkpoint (final.pt): everything in one weights_only-loadable dict;
+    `weight_sd` is engine.weight_opt_state()."""
     return {
         "model": parts.model.state_dict(),
-        "weight_opt": parts.weight_opt.state_dict() if with_weight_opt else {},
+        "weight_opt": weight_sd,
         "score_opt": parts.score_opt.state_dict() if parts.score_opt is not None else {},
         "state": {k: v for k, v in state.items() if k != "run_dir"},
         "rng": rng_state(),
@@ -45,7 +47,6 @@ class Checkpointer:
         self.layout = Layout(Path(run_dir) / "checkpoints")
         self.final = Path(run_dir) / "final.pt"
         self.every, self.keep, self.async_save = cfg.ckpt.every_steps, cfg.ckpt.keep_last, cfg.ckpt.async_save
-        self.ds = getattr(engine, "ds", None)  # DeepSpeed engine, when that backend runs
         self.group = None
         if engine.world_size > 1 and dist.is_initialized():
             # DCP's collectives get their own gloo group: a background save must not interleave with
@@ -83,11 +84,9 @@ class Checkpointer:
         extra = load_checkpoint(path / EXTRA)
         mine_path = path / rank_file(self.engine.rank)
         mine = load_checkpoint(mine_path) if mine_path.is_file() else None
-        if self.ds is not None:
-            self._restore_deepspeed(path, extra)
         flat = dcp_io.load_flat(path)
         apply_model(parts.model, flat, mine)
-        apply_optimizers(parts, flat, extra, with_weight_opt=self.ds is None)
+        apply_optimizers(parts, flat, extra, self.engine)
         state.update(extra["state"])
         state["step"] = resume_step(extra.get("data"), state["step"], len(loaders.train),
                                     self.cfg.data.batch_size, self.engine.world_size)
@@ -100,35 +99,26 @@ class Checkpointer:
         if not ck.get("weight_opt"):
             raise ValueError(f"{path}: no weight-optimizer state; resume from a checkpoints/ folder")
         parts.model.load_state_dict(ck["model"])
-        parts.weight_opt.load_state_dict(ck["weight_opt"])
+        self.engine.load_weight_opt_state(ck["weight_opt"])
         if parts.score_opt is not None:
             parts.score_opt.load_state_dict(ck["score_opt"])
         state.update(ck["state"])
         set_rng_state(ck["rng"])
 
-    def _restore_deepspeed(self, path, extra):
-        if extra["world_size"] != self.engine.world_size:
-            raise ValueError(f"{path}: written by {extra['world_size']} DeepSpeed ranks, this job has "
-                             f"{self.engine.world_size}; ZeRO optimizer partitions only resume at the same size")
-        if not (path / "deepspeed").is_dir():
-            raise ValueError(f"{path}: no deepspeed/ engine state (written by the ddp backend)")
-        self.ds.load_checkpoint(str(path / "deepspeed"), tag="ds", load_optimizer_states=True,
-                                load_lr_scheduler_states=False)
-
     # --- save ------------------------------------------------------------------------------------
-    def _save(self, state, parts, loaders, best=False):
+    def _save(self, state, parts, loaders, best=False, weight_sd=None):
         self._finish(block=True)  # at most one save in flight
         e = self.engine
         name = step_name(state["step"], state["epoch"])
         tmp = self.layout.root / tmp_name(name)
         tmp.mkdir(parents=True, exist_ok=True)
         data = data_position(state, len(loaders.train), self.cfg.data.batch_size, e.world_size)
-        flat, extra, mine = collect(self.cfg, state, parts, e, data, with_weight_opt=self.ds is None)
+        if weight_sd is None:
+            weight_sd = e.weight_opt_state()  # collective under DeepSpeed
+        flat, extra, mine = collect(self.cfg, state, parts, e, data, weight_sd)
         save_atomic(mine, tmp / rank_file(e.rank))
         if e.is_main:
             save_atomic(extra, tmp / EXTRA)
-        if self.ds is not None:  # collective; writes ZeRO partitions per rank
-            self.ds.save_checkpoint(str(tmp / "deepspeed"), tag="ds", save_latest=False)
         fut = dcp_io.save_flat(flat, tmp, group=self.group, async_save=self.async_save)
         self.pending = (fut, tmp, name, best)
         if not self.async_save:
@@ -168,9 +158,10 @@ class Checkpointer:
         is_best = top1 is not None and top1 > state["best_top1"]
         if is_best:
             state["best_top1"] = top1
-        self._save(state, parts, loaders, best=is_best)
+        weight_sd = self.engine.weight_opt_state()  # every rank: a collective under DeepSpeed
+        self._save(state, parts, loaders, best=is_best, weight_sd=weight_sd)
         if final and self.engine.is_main:
-            save_atomic(training_state(self.cfg, state, parts, with_weight_opt=self.ds is None), self.final)
+            save_atomic(training_state(self.cfg, state, parts, weight_sd), self.final)
 
     def close(self):
         """Wait for a background save and publish it."""

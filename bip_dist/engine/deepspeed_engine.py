@@ -51,6 +51,7 @@ class DeepSpeedEngine(DDPEngine):
         import deepspeed
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         weights = [p for g in self.weight_opt.param_groups for p in g["params"]]
+        self.group_sizes = [len(g["params"]) for g in self.weight_opt.param_groups]
         scores = self.store.params if self.store is not None else []
         trainable = [p.requires_grad for p in scores]
         for p in scores:
@@ -93,6 +94,38 @@ class DeepSpeedEngine(DDPEngine):
                              "must not differentiate weights: use configs/deepspeed/zero1.json, or "
                              "bip.fused=true with bip.implicit=reference|none")
         super().backward_scores(loss)
+
+    # --- checkpoint state ------------------------------------------------------------------------
+    # ZeRO partitions SGD's momentum across ranks. Checkpoints hold it whole, per weight, in torch SGD's
+    # own format (DeepSpeed's tensor-fragment API gathers / scatters it), so a DeepSpeed checkpoint
+    # resumes at any world size and under either backend, and nothing is read back with pickle.
+    def weight_opt_state(self):
+        from deepspeed.utils import safe_get_full_optimizer_state
+        inner = self.weight_opt.optimizer
+        state = {}
+        if any("momentum_buffer" in st for st in inner.state.values()):  # none before the first step
+            for i, p in enumerate(self.weights):
+                state[i] = {"momentum_buffer": safe_get_full_optimizer_state(p, "momentum_buffer").detach().clone()}
+        groups, start = [], 0
+        for g, n in zip(inner.param_groups, self.group_sizes):
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": list(range(start, start + n))})
+            start += n
+        return {"state": state, "param_groups": groups}
+
+    def load_weight_opt_state(self, sd):
+        from deepspeed.utils import safe_set_full_optimizer_state
+        opt = self.weight_opt
+        opt.refresh_fp32_params()  # ZeRO's fp32 partitions take the weights just loaded into the model
+        if not sd["state"]:
+            return
+        for flat in opt.single_partition_of_fp32_groups:
+            opt.optimizer.state[flat].setdefault("momentum_buffer", torch.zeros_like(flat))
+        # Link each weight's fragment to the momentum buffers now present (DeepSpeed does this lazily
+        # after its first step); SGD then updates the buffers in place.
+        opt._hp_optimizer_states_linked = False
+        opt._lazy_init_hp_params_optimizer_state()
+        for i, p in enumerate(self.weights):
+            safe_set_full_optimizer_state(p, sd["state"][i]["momentum_buffer"].to(p.device), "momentum_buffer")
 
     def shutdown(self):
         """Drop the DeepSpeed engine, then leave the process group."""

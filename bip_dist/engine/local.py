@@ -78,6 +78,15 @@ class LocalEngine:
     def barrier(self):
         pass
 
+    def weight_opt_state(self):
+        """The weight optimizer as a torch SGD state_dict over the model's weights, whatever the backend
+        holds internally (collective under DeepSpeed: call it on every rank)."""
+        return self.weight_opt.state_dict()
+
+    def load_weight_opt_state(self, sd):
+        """Inverse of weight_opt_state, after the model's weights are loaded."""
+        self.weight_opt.load_state_dict(sd)
+
     def unwrap(self):
         return self.model
 

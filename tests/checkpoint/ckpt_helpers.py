@@ -121,7 +121,7 @@ class Record(Callback):
         self.path = path
 
     def on_start(self, state, parts, loaders):
-        opt = parts.weight_opt.state_dict()["state"]
+        opt = parts.step.engine.weight_opt_state()["state"]  # whole, also under DeepSpeed
         torch.save({"step": state["step"], "epoch": state["epoch"],
                     "model": {k: v.clone() for k, v in parts.model.state_dict().items()},
                     "weight_opt": {i: s["momentum_buffer"].clone() for i, s in opt.items()},
