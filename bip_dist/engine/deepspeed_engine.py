@@ -28,6 +28,11 @@ def load_ds_config(path, micro_batch):
     """The DeepSpeed JSON with the run's per-rank batch and no gradient accumulation."""
     with open(path) as f:
         conf = json.load(f)
+    stage = conf.get("zero_optimization", {}).get("stage", 0)
+    if stage not in (1, 2):
+        # Stage 3 partitions the weights themselves, which the score pass and the masks read whole.
+        raise ValueError(f"dist.deepspeed_config = {path!r}: zero_optimization.stage = {stage!r}; bip-dist "
+                         f"runs ZeRO stage 1 or 2")
     conf["train_micro_batch_size_per_gpu"] = int(micro_batch)
     conf["gradient_accumulation_steps"] = 1
     conf.pop("train_batch_size", None)  # derived by DeepSpeed: micro * world * 1

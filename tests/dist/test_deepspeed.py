@@ -61,3 +61,15 @@ def test_zero2_refuses_score_pass_over_weights(zero2):
     """ZeRO-2's hooks would swallow the weight gradients of the reference's "bilevel" pass."""
     for res in zero2:
         assert "zero1.json" in res["bip_3pass"]["error"]
+
+
+@pytest.mark.parametrize("stage", [0, 3])
+def test_unsupported_zero_stage_named(tmp_path, stage):
+    import json
+
+    from bip_dist.engine.deepspeed_engine import load_ds_config
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": stage}}))
+    with pytest.raises(ValueError, match=f"zero_optimization.stage = {stage}; bip-dist runs ZeRO stage 1 or 2"):
+        load_ds_config(str(path), 8)
+    assert load_ds_config("configs/deepspeed/zero1.json", 8)["train_micro_batch_size_per_gpu"] == 8
