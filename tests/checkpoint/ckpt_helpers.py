@@ -13,53 +13,25 @@ import socket
 from types import SimpleNamespace
 
 import torch
-import torch.nn as nn
 
-import bip_dist.data as data_pkg
 from bip_dist.models.registry import MODELS, register
+from bip_dist.train import loop
+from bip_dist.train.callbacks import Callback
+from tests.tiny import CLASSES, SIZE, TinyNet, make_data
 
-if not callable(getattr(data_pkg, "build_loaders", None)):
-    data_pkg.build_loaders = None  # the loaders have not landed; every test patches loop.build_loaders
-from bip_dist.train import loop  # noqa: E402
-from bip_dist.train.callbacks import Callback  # noqa: E402
-
-N_TRAIN, N_VAL, SIZE, CLASSES = 96, 32, 8, 4
+N_TRAIN, N_VAL = 96, 32
 # Tiny convolutions are ~10x slower with two threads on a shared 2-core box than with one.
 torch.set_num_threads(1)
 
-
-class CkptNet(nn.Module):
-    """conv-BN-ReLU-conv-BN-ReLU-pool-linear: weights, scores, masks and per-rank BatchNorm statistics."""
-
-    def __init__(self, num_classes):
-        super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.conv2, self.bn2 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        self.fc = nn.Linear(16, num_classes)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = torch.relu(self.bn2(self.conv2(x)))
-        return self.fc(x.mean((2, 3)))
-
-
 if "ckptnet" not in MODELS:
-    register("ckptnet")(CkptNet)
-
-
-def _data(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, CLASSES, (n,), generator=g)
-    x = 0.5 * torch.randn(n, 3, SIZE, SIZE, generator=g)
-    x[:, 0] += (y.float() - 1.5)[:, None, None]
-    return x, y
+    register("ckptnet")(TinyNet)
 
 
 class ShardedTrain:
     def __init__(self, bs, rank, world, seed, two_streams):
         self.bs, self.rank, self.world, self.seed, self.two = bs, rank, world, seed, two_streams
         self.per = bs * (2 if two_streams else 1)  # both streams are drawn from the one sampler
-        self.x, self.y = _data(N_TRAIN, 7)
+        self.x, self.y = make_data(N_TRAIN, 7)
         self.epoch = self.start = 0
 
     def set_epoch(self, e):
@@ -86,7 +58,7 @@ class ShardedTrain:
 
 def build_loaders(data_cfg, rank=0, world_size=1, seed=0, two_streams=False, device="cpu"):
     """Drop-in for bip_dist.data.build_loaders."""
-    vx, vy = _data(N_VAL, 99)
+    vx, vy = make_data(N_VAL, 99)
     vx, vy = vx[rank::world_size], vy[rank::world_size]
     val = [(vx[i:i + 8], vy[i:i + 8]) for i in range(0, len(vx), 8)]
     return SimpleNamespace(train=ShardedTrain(data_cfg.batch_size, rank, world_size, seed, two_streams),

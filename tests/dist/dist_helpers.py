@@ -105,6 +105,17 @@ def run(case, engine, rank=0, world=1):
     return out
 
 
+def assert_same_result(ref, results, case):
+    """Every rank's weights and scores match the 1-process reference (fp32 tolerance), masks exactly."""
+    for rank, res in enumerate(results):
+        got = res[case]
+        for name, p in ref["params"].items():
+            torch.testing.assert_close(got["params"][name], p, rtol=1e-5, atol=1e-6, msg=f"rank {rank} {name}")
+        if "scores" in ref:
+            torch.testing.assert_close(got["scores"], ref["scores"], rtol=1e-5, atol=1e-6)
+            assert torch.equal(got["mask"], ref["mask"]), f"rank {rank}: mask differs from 1-process run"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

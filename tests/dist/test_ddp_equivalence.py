@@ -33,14 +33,7 @@ def reference():
 
 @pytest.mark.parametrize("case", EXACT)
 def test_two_ranks_equal_one_rank_double_batch(case, ddp_results, reference):
-    ref = reference[case]
-    for rank, res in enumerate(ddp_results):
-        got = res[case]
-        for name, p in ref["params"].items():
-            torch.testing.assert_close(got["params"][name], p, rtol=1e-5, atol=1e-6, msg=f"rank {rank} {name}")
-        if "scores" in ref:
-            torch.testing.assert_close(got["scores"], ref["scores"], rtol=1e-5, atol=1e-6)
-            assert torch.equal(got["mask"], ref["mask"]), f"rank {rank}: mask differs from 1-process run"
+    H.assert_same_result(reference[case], ddp_results, case)
 
 
 @pytest.mark.parametrize("case", ["bip_fused", "hydra"])

@@ -37,14 +37,7 @@ def zero2(tmp_path_factory):
 
 def _compare(results, case):
     torch.manual_seed(0)
-    ref = H.run(case, LocalEngine())
-    for rank, res in enumerate(results):
-        got = res[case]
-        for name, p in ref["params"].items():
-            torch.testing.assert_close(got["params"][name], p, rtol=1e-5, atol=1e-6, msg=f"rank {rank} {name}")
-        if "scores" in ref:
-            torch.testing.assert_close(got["scores"], ref["scores"], rtol=1e-5, atol=1e-6)
-            assert torch.equal(got["mask"], ref["mask"])
+    H.assert_same_result(H.run(case, LocalEngine()), results, case)
 
 
 @pytest.mark.parametrize("case", ZERO1)

@@ -3,38 +3,8 @@ so end-to-end runs of `train()` take seconds and need no dataset on disk."""
 
 from types import SimpleNamespace
 
-import torch
-import torch.nn as nn
-
 from bip_dist.models.registry import MODELS
-
-SIZE, CLASSES = 8, 4
-
-
-class TinyNet(nn.Module):
-    """conv-BN-ReLU-conv-BN-ReLU-pool-linear: every kind of layer the pruning code handles."""
-
-    def __init__(self, num_classes):
-        super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.conv2, self.bn2 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        self.fc = nn.Linear(16, num_classes)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = torch.relu(self.bn2(self.conv2(x)))
-        return self.fc(x.mean((2, 3)))
-
-
-
-
-def _data(n, seed):
-    """Images whose mean colour channel encodes the class: learnable in a few steps."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, CLASSES, (n,), generator=g)
-    x = 0.5 * torch.randn(n, 3, SIZE, SIZE, generator=g)
-    x[:, 0] += (y.float() - 1.5)[:, None, None]
-    return x, y
+from tests.tiny import CLASSES, TinyNet, make_data
 
 
 class FakeTrain:
@@ -52,7 +22,7 @@ class FakeTrain:
         return self.batches
 
     def __iter__(self):
-        x, y = _data(self.batches * self.bs * 2, self.seed + 1000 * self.epoch)
+        x, y = make_data(self.batches * self.bs * 2, self.seed + 1000 * self.epoch)
         for i in range(self.start, self.batches):
             a, b = slice(i * self.bs, (i + 1) * self.bs), slice((self.batches + i) * self.bs,
                                                                    (self.batches + i + 1) * self.bs)
@@ -62,7 +32,7 @@ class FakeTrain:
 def fake_build_loaders(batches=6, bs=16):
     """A replacement for bip_dist.data.build_loaders with the same signature."""
     def build(data_cfg, rank=0, world_size=1, seed=0, two_streams=False, device="cpu"):
-        vx, vy = _data(64, 99)
+        vx, vy = make_data(64, 99)
         val = [(vx[i:i + 32], vy[i:i + 32]) for i in range(0, 64, 32)]
         return SimpleNamespace(train=FakeTrain(batches, bs, two_streams, seed), val=val, num_classes=CLASSES)
     return build
