@@ -26,6 +26,9 @@ class Callback:
     def on_epoch_end(self, state, metrics):
         pass
 
+    def on_error(self, state, exc):
+        pass
+
     def close(self):
         pass
 
@@ -50,6 +53,12 @@ class MetricsLog(Callback):
                         if k not in ("kind", "time"))
         self.log.write(line + "\n")
         print(f"[epoch {state['epoch']}] {line}", file=sys.stderr, flush=True)
+
+    def on_error(self, state, exc):
+        rec = {"kind": "error", "step": state["step"], "epoch": state["epoch"], "time": time.time(),
+               "error": f"{type(exc).__name__}: {exc}"}
+        self.jsonl.write(json.dumps(rec) + "\n")
+        self.log.write(f"step={state['step']} epoch={state['epoch']} stopped by {rec['error']}\n")
 
     def close(self):
         self.jsonl.close()

@@ -42,6 +42,30 @@ def train(cfg, engine=None, callbacks=(), prepare_masks=None):
     if engine.is_main:
         # Last, so it records what monitors add to the step dict and epoch metrics (throughput, memory).
         cbs.append(MetricsLog(run_dir, cfg.train.log_every))
+    try:
+        metrics = _run(cfg, engine, parts, loaders, state, ckpt, cbs, (w_lr, s_lr), spe)
+    except BaseException as exc:
+        for cb in cbs:
+            cb.on_error(state, exc)
+        raise
+    finally:
+        # Also on a crash: the last scalars and log lines are what explain it.
+        for cb in cbs:
+            cb.close()
+    ckpt.close()
+    result = {"run_dir": str(run_dir), "step": state["step"], "epoch": state["epoch"], **metrics}
+    if engine.is_main:
+        # Written last: its presence tells sweeps and the demo that this stage finished.
+        tmp = run_dir / "result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(run_dir / "result.json")
+    engine.barrier()
+    return result
+
+
+def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe):
+    """The epochs from `state` on; returns the last evaluation's metrics."""
+    w_lr, s_lr = lrs
     for cb in cbs:
         getattr(cb, "on_start", lambda *a: None)(state, parts, loaders)
     metrics = {}
@@ -79,14 +103,4 @@ def train(cfg, engine=None, callbacks=(), prepare_masks=None):
         for cb in cbs:
             cb.on_epoch_end(state, metrics)
         ckpt.save_epoch(state, parts, loaders, metrics, final=last)
-    for cb in cbs:
-        cb.close()
-    ckpt.close()
-    result = {"run_dir": str(run_dir), "step": state["step"], "epoch": state["epoch"], **metrics}
-    if engine.is_main:
-        # Written last: its presence tells sweeps and the demo that this stage finished.
-        tmp = run_dir / "result.json.tmp"
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(run_dir / "result.json")
-    engine.barrier()
-    return result
+    return metrics

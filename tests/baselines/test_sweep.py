@@ -38,7 +38,7 @@ def test_sweep_all_methods_and_resume(tmp_path, monkeypatch, capsys):
     argv = ["--sweep", str(spec), "--out-dir", str(tmp_path / "runs")]
     assert sweep.main(argv) == 0
     out = tmp_path / "runs" / "sw" / "sweep"
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert {(r["method"], float(r["k"])) for r in rows} == {(m, k) for m in sweep.METHODS for k in (0.8, 0.5)}
     for r in rows:
         assert abs(float(r["measured_sparsity_pct"]) - float(r["sparsity_pct"])) < 0.5, r
@@ -52,4 +52,4 @@ def test_sweep_all_methods_and_resume(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert sweep.main(argv) == 0
     assert "[sweep]" not in capsys.readouterr().out
-    assert list(csv.DictReader(open(out / "results.csv"))) == rows
+    assert list(csv.DictReader((out / "results.csv").read_text().splitlines())) == rows

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+from pathlib import Path
 
 import lmdb
 import numpy as np
@@ -94,9 +95,9 @@ def test_cifar_malicious_pickle_is_refused(tmp_path, capsys):
 def test_corrupt_input_named_and_skip_bad(imagenet_src, tmp_path, capsys):
     bad1 = os.path.join(imagenet_src, "train", WNIDS[1], f"{WNIDS[1]}_1.JPEG")
     bad2 = os.path.join(imagenet_src, "train", WNIDS[2], f"{WNIDS[2]}_2.JPEG")
-    data = open(bad1, "rb").read()
-    open(bad1, "wb").write(data[: len(data) // 2])  # truncated
-    open(bad2, "wb").write(b"not an image at all")  # corrupt
+    data = Path(bad1).read_bytes()
+    Path(bad1).write_bytes(data[: len(data) // 2])  # truncated
+    Path(bad2).write_bytes(b"not an image at all")  # corrupt
     out = str(tmp_path / "out")
     args = ["imagenet", "--src", imagenet_src, "--out", out, "--format", "lmdb", "--splits", "train",
             "--workers", "2", "--chunk", "2"]
@@ -108,6 +109,6 @@ def test_corrupt_input_named_and_skip_bad(imagenet_src, tmp_path, capsys):
     assert main(args + ["--skip-bad"]) == 0  # resumes the partial, leaves the two out
     meta = json.loads(records(final)[b"__meta__"])
     assert meta["count"] == 10 and meta["labels_per_class"] == [4, 3, 3]
-    report = json.load(open(final + ".skipped.json"))
+    report = json.loads(Path(final + ".skipped.json").read_text())
     assert [s["path"] for s in report["skipped"]] == [bad1, bad2]
     assert main(["verify", final, "--dataset", "imagenet", "--src", imagenet_src, "--deep"]) == 0

@@ -81,3 +81,30 @@ def test_meter_window_means():
     assert last["top1_theta"] == pytest.approx(100 * 5 / 8)
     assert last["mask_flips"] == pytest.approx(0.25)
     assert last["images_per_s"] == pytest.approx(16.0)
+
+
+def test_crash_is_logged_and_monitors_flushed(tmp_path, monkeypatch):
+    """A run that dies still leaves its last scalars on disk and says what stopped it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from bip_dist.train.callbacks import Callback
+
+    class Boom(Callback):
+        def on_step(self, state, out):
+            if state["step"] == 5:
+                raise FloatingPointError("loss is nan")
+
+    loop = use_fakes(monkeypatch, batches=6)
+    cfg = run_cfg(tmp_path, "name=crash", "mode=prune", "trainer=hydra", "prune.layer_type=unstructured",
+                  "prune.k=0.5")
+    engine = LocalEngine()
+    with pytest.raises(FloatingPointError):
+        loop.train(cfg, engine, callbacks=monitors_for(cfg, engine) + [Boom()])
+    run_dir = next(tmp_path.glob("crash/prune/*"))
+    recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert recs[-1]["kind"] == "error" and recs[-1]["step"] == 5
+    assert recs[-1]["error"] == "FloatingPointError: loss is nan"
+    assert "step=5 epoch=0 stopped by FloatingPointError: loss is nan" in (run_dir / "log.txt").read_text()
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss_score")] == [2, 4]
