@@ -10,6 +10,7 @@ RNG state back, not only the weights.
 
 import os
 import socket
+import sys
 from types import SimpleNamespace
 
 import torch
@@ -17,7 +18,9 @@ import torch
 from bip_dist.models.registry import MODELS, register
 from bip_dist.train import loop
 from bip_dist.train.callbacks import Callback
-from tests.tiny import CLASSES, SIZE, TinyNet, make_data
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tiny_fixtures import CLASSES, SIZE, TinyNet, make_data  # noqa: E402
 
 N_TRAIN, N_VAL = 96, 32
 # Tiny convolutions are ~10x slower with two threads on a shared 2-core box than with one.

@@ -1,10 +1,14 @@
 """In-memory loaders with the interface of bip_dist.data.build_loaders, and a tiny model,
 so end-to-end runs of `train()` take seconds and need no dataset on disk."""
 
+import os
+import sys
 from types import SimpleNamespace
 
 from bip_dist.models.registry import MODELS
-from tests.tiny import CLASSES, TinyNet, make_data
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tiny_fixtures import CLASSES, TinyNet, make_data  # noqa: E402
 
 
 class FakeTrain:
