@@ -14,7 +14,7 @@ per forward pass).
 import torch
 import torch.nn.functional as F
 
-from bip_dist.train.steps import _correct, _requires_grad
+from bip_dist.train.steps import count_correct, set_requires_grad
 
 
 class BipStep:
@@ -42,7 +42,7 @@ class BipStep:
         x1, y1 = e.to_device(x1, y1)
         x2, y2 = e.to_device(x2, y2)
         # --- pass 1: lower level on B_theta ---------------------------------------------------------
-        _requires_grad(self.weights, True)
+        set_requires_grad(self.weights, True)
         store.set_trainable(False)
         e.zero_theta()
         with e.autocast():
@@ -54,8 +54,8 @@ class BipStep:
         t_theta = timer.lap()
         # --- pass 2: upper level at the updated theta on B_m -----------------------------------------
         paper = self.implicit == "paper"
-        _requires_grad(self.weights, False)
-        _requires_grad(store.weights, paper)  # the paper IG needs grad_theta on B_m at theta_new
+        set_requires_grad(self.weights, False)
+        set_requires_grad(store.weights, paper)  # the paper IG needs grad_theta on B_m at theta_new
         store.set_trainable(True)
         if paper:
             for w in store.weights:
@@ -77,8 +77,8 @@ class BipStep:
         if not self.fused:
             with torch.no_grad(), e.autocast():  # the reference's extra forward, only to log accuracy
                 out2 = e.forward_scores(x2)
-        return {"loss_theta": loss1.detach(), "correct_theta": _correct(out1, y1), "n_theta": y1.numel(),
-                "loss_score": loss2.detach(), "correct_score": _correct(out2, y2), "n_score": y2.numel(),
+        return {"loss_theta": loss1.detach(), "correct_theta": count_correct(out1, y1), "n_theta": y1.numel(),
+                "loss_score": loss2.detach(), "correct_score": count_correct(out2, y2), "n_score": y2.numel(),
                 "time_theta": t_theta, "time_score": t_score, "time_mask": t_mask,
                 "time_comm": e.comm_seconds - comm0, "mask_flips": flips, "score_grad_norm": grad_norm}
 
@@ -91,11 +91,11 @@ class BipStep:
 
     def _reference_passes(self, x, y):
         """Reference: a "bilevel" pass (all gradients), then a "prune" pass (score gradients only)."""
-        _requires_grad(self.weights, True)
+        set_requires_grad(self.weights, True)
         self._score_pass(x, y)
         g_bilevel = self.store.grad.clone()
-        _requires_grad(self.weights, False)
-        _requires_grad(self.store.weights, self.implicit == "paper")
+        set_requires_grad(self.weights, False)
+        set_requires_grad(self.store.weights, self.implicit == "paper")
         for w in self.weights:
             w.grad = None
         self.store.zero_grad()

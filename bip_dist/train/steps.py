@@ -9,12 +9,12 @@ Rates come in through `set_lrs`; the loop owns the schedule.
 import torch.nn.functional as F
 
 
-def _requires_grad(params, flag):
+def set_requires_grad(params, flag):
     for p in params:
         p.requires_grad_(flag)
 
 
-def _correct(logits, y):
+def count_correct(logits, y):
     return (logits.detach().argmax(1) == y).sum()
 
 
@@ -31,7 +31,7 @@ class WeightStep:
             g["lr"] = weight_lr
 
     def train_mode(self):
-        _requires_grad(self.weights, True)
+        set_requires_grad(self.weights, True)
         if self.store is not None:
             self.store.set_trainable(False)
 
@@ -47,7 +47,7 @@ class WeightStep:
         e.backward_theta(loss)
         e.step_theta()
         t = timer.lap()
-        return {"loss_theta": loss.detach(), "correct_theta": _correct(out, y), "n_theta": y.numel(),
+        return {"loss_theta": loss.detach(), "correct_theta": count_correct(out, y), "n_theta": y.numel(),
                 "time_theta": t}
 
 
@@ -64,7 +64,7 @@ class HydraStep:
         self.score_opt.lr = score_lr
 
     def train_mode(self):
-        _requires_grad(self.weights, False)
+        set_requires_grad(self.weights, False)
         self.store.set_trainable(True)
 
     def __call__(self, batch):
@@ -84,6 +84,6 @@ class HydraStep:
         flips = store.refresh_mask()
         e.check_masks()
         t_mask = timer.lap()
-        return {"loss_score": loss.detach(), "correct_score": _correct(out, y), "n_score": y.numel(),
+        return {"loss_score": loss.detach(), "correct_score": count_correct(out, y), "n_score": y.numel(),
                 "time_score": t_score, "time_comm": e.comm_seconds - comm0, "time_mask": t_mask,
                 "mask_flips": flips, "score_grad_norm": grad_norm}
