@@ -17,6 +17,7 @@ import torch
 
 from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
 from bip_dist.engine import LocalEngine
+from bip_dist.engine.host_memory import keep_freed_memory
 from bip_dist.models import build_model
 from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
 from bip_dist.pruning import ScoreStore, make_prunable
@@ -89,6 +90,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--out", default="bench/step.json")
     args = p.parse_args(argv)
+    host_memory = not torch.cuda.is_available() and keep_freed_memory()  # as bip-train does on the CPU
     rows = [bench_model(a, args.batch, args.iters, args.warmup) for a in args.models]
     print(f"\n{'model':<11}{'method':<11}{'median s/it':>12}{'x dense':>9}")
     for r in rows:
@@ -96,7 +98,8 @@ def main(argv=None):
             print(f"{r['arch']:<11}{m:<11}{r['median_s'][m]:>12.4f}{r['ratio_to_dense'][m]:>9.2f}")
         print(f"{r['arch']:<11}{'mask share of the BiP fused step:':<33}{100 * r['bip_fused_mask_share']:>6.2f}%")
     res = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "platform": platform.platform()}, "batch_per_stream": args.batch, "rows": rows}
+                       "platform": platform.platform(),
+                       "keep_host_memory": host_memory}, "batch_per_stream": args.batch, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"wrote {args.out}")

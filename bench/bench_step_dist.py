@@ -91,6 +91,8 @@ def worker(rank, args, port, q):
     if not torch.cuda.is_available():
         os.environ["DS_ACCELERATOR"] = "cpu"
         torch.set_num_threads(1)
+        from bip_dist.engine.host_memory import keep_freed_memory
+        keep_freed_memory()  # as bip-train does on the CPU
     import logging
     logging.disable(logging.WARNING)
     from bip_dist.engine.dist_env import DistEnv
@@ -176,7 +178,8 @@ def main(argv=None):
             "iters": args.iters, "k": args.k, "precision": args.precision,
             "channels_last": args.channels_last, "device": torch.cuda.get_device_name(0) if
             torch.cuda.is_available() else "cpu", "torch": torch.__version__, "machine": platform.machine(),
-            "cpus": os.cpu_count(), "command": "python bench/bench_step_dist.py " + " ".join(argv or sys.argv[1:])}
+            "cpus": os.cpu_count(), "keep_host_memory": not torch.cuda.is_available() and
+            os.environ.get("BIP_KEEP_HOST_MEMORY", "1") != "0", "command": "python bench/bench_step_dist.py " + " ".join(argv or sys.argv[1:])}
     Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"wrote {args.out}")
 

@@ -11,6 +11,9 @@ def make_engine(cfg):
     from bip_dist.engine.dist_env import DistEnv
     env = DistEnv.from_environ()
     device = env.device()
+    if device == "cpu":
+        from bip_dist.engine.host_memory import keep_freed_memory
+        keep_freed_memory()
     if env.world_size == 1 and cfg.dist.backend == "ddp":
         return LocalEngine(device, cfg.dist.precision, cfg.dist.channels_last)
     if cfg.dist.backend == "deepspeed":
