@@ -30,13 +30,9 @@ def apply_ranking(store, ranking, scope="global"):
     and project: global or layer-wise top-k of k = store.k. Returns the weight sparsity reached."""
     for (_, m), r in zip(store.layers, ranking):
         m.scores.copy_(r.to(m.scores.dtype).reshape(m.scores.shape))
-    if scope == "global" or store.granularity != "unstructured":
-        store.refresh_mask()
-    elif scope == "layer":
-        for a, b in zip(store.offsets[:-1], store.offsets[1:]):
-            store._topk_into(store.scores[a:b], store.mask[a:b])  # the store's exact per-slice top-k
-    else:
+    if scope not in ("global", "layer"):
         raise ValueError(f"unknown baseline scope {scope!r}; valid: global, layer")
+    store.refresh_mask(per_layer=scope == "layer")
     return store.sparsity()
 
 

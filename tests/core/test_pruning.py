@@ -132,3 +132,20 @@ def test_bracketed_selection_equals_topk(tied):
         ref = torch.zeros_like(store.mask)
         ref[torch.topk(store.scores.abs(), keep).indices] = 1
         assert torch.equal(ref, store.mask)
+
+
+@pytest.mark.parametrize("granularity,out_features", [("unstructured", 1100), ("unstructured", 8),
+                                                      ("filter", 64)])
+def test_flip_rate_counts_changed_entries(granularity, out_features):
+    """1100 x 1024 scores take the bracketed selection, the small layers plain topk."""
+    torch.manual_seed(0)
+    model = make_prunable(nn.Sequential(nn.Linear(1024, out_features)), granularity)
+    store = ScoreStore(model, 0.25, granularity)
+    store.init_scores("kaiming")
+    assert store.refresh_mask() > 0  # from the all-ones start
+    before = store.mask.clone()
+    store.scores.add_(0.05 * torch.randn(store.numel))
+    flips = store.refresh_mask()
+    changed = int((before != store.mask).sum())
+    assert changed > 0 and flips == changed / store.numel
+    assert store.refresh_mask() == 0.0  # unchanged scores, unchanged mask
