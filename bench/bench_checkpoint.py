@@ -26,6 +26,7 @@ import torch
 from bip_dist.checkpoint.trainer_state import Checkpointer
 from bip_dist.config import load_config
 from bip_dist.engine import LocalEngine
+from bip_dist.engine.host_memory import keep_freed_memory
 from bip_dist.train.build import build_parts
 
 
@@ -43,6 +44,8 @@ def main(argv=None):
     p.add_argument("--dir", default=None, help="where checkpoints are written (default: a temp folder)")
     p.add_argument("--out", default="bench/checkpoint.json")
     args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        keep_freed_memory()  # as bip-train does on the CPU
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench_ckpt_"))
     cfg = load_config(None, ["model.arch=resnet50_imagenet", "model.num_classes=1000", "trainer=bip",
                              "mode=prune", "prune.layer_type=unstructured", "prune.k=0.2",
