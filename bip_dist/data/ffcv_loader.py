@@ -5,6 +5,7 @@ CUDA: ToDevice + ToTorchImage put the uint8 batch on the GPU, where BatchNormali
 """
 
 import numpy as np
+import torch
 
 from bip_dist.data.presets import is_imagenet_like
 
@@ -44,7 +45,6 @@ def _pipelines(dataset, size, train, augment, device):
     image.append(ToTensor())
     label = [IntDecoder(), ToTensor(), Squeeze(1)]
     if device.startswith("cuda"):
-        import torch
         image += [ToDevice(torch.device(device), non_blocking=True), ToTorchImage()]
         label.append(ToDevice(torch.device(device), non_blocking=True))
     else:
@@ -52,12 +52,32 @@ def _pipelines(dataset, size, train, augment, device):
     return {"image": image, "label": label}
 
 
+class _KeepTorchThreads:
+    """FFCV 1.0.2 sets torch's intra-op thread count to its own worker count on import, when a Loader is
+    built and at every epoch start (`Compiler.set_num_threads`): a CPU run with `data.workers: 1` would
+    train on one core. This puts the caller's count back after each of those."""
+
+    def __init__(self, loader, threads):
+        self.loader, self.threads = loader, threads
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        it = iter(self.loader)
+        torch.set_num_threads(self.threads)
+        return it
+
+
 def ffcv_loader(path, *, dataset, size, train, augment, batch_size, workers, flat_order, n_indices, device,
                 seed=0):
     """An ffcv.loader.Loader over `path` reading the indices `flat_order()` returns, in that order, in
     consecutive batches of `batch_size` (the last one may be short)."""
+    threads = torch.get_num_threads()
     from ffcv.loader import Loader
 
-    return Loader(str(path), batch_size=batch_size, num_workers=max(1, workers), order=_order(flat_order),
-                  indices=np.arange(n_indices), pipelines=_pipelines(dataset, size, train, augment, device),
-                  drop_last=False, os_cache=True, distributed=False, seed=seed, batches_ahead=2)
+    loader = Loader(str(path), batch_size=batch_size, num_workers=max(1, workers), order=_order(flat_order),
+                    indices=np.arange(n_indices), pipelines=_pipelines(dataset, size, train, augment, device),
+                    drop_last=False, os_cache=True, distributed=False, seed=seed, batches_ahead=2)
+    torch.set_num_threads(threads)
+    return _KeepTorchThreads(loader, threads)

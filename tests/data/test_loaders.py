@@ -155,3 +155,19 @@ def test_batch_pad_crop_flip_equals_per_image_crops(size):
     for i in range(16):
         crop = padded[i, :, dy[i]:dy[i] + size, dx[i]:dx[i] + size]
         assert torch.equal(out[i], crop.flip(-1) if flip[i] else crop)
+
+
+@pytest.mark.skipif(not _has_ffcv(), reason="ffcv not installed")
+def test_ffcv_leaves_torch_threads_alone(prepared):
+    """FFCV sets torch's thread count to its worker count; training must keep the count it was given."""
+    _, out = prepared
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        loaders = build_loaders(_cfg("ffcv", out, workers=1, augment=True))
+        assert torch.get_num_threads() == 2
+        for _ in loaders.train:
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
