@@ -44,6 +44,7 @@ class ScoreStore:
             # AccumulateGrad adds into an existing .grad in place, so backward writes the flat buffer.
             m.scores.grad = self.grad[a:b].view(shape)
             m._buffers["mask"] = self.mask[a:b].view(shape)
+        self._work = None  # refresh_mask's buffers, made on first use
         self.params = [m.scores for _, m in self.layers]
         self.weights = [m.weight for _, m in self.layers]
 
@@ -67,25 +68,30 @@ class ScoreStore:
         """Project scores onto the k-sparse set: m = top-k(|s|), one global selection for unstructured
         scores (so layers get learned ratios), one per layer for structured ones or with `per_layer`.
         Returns the fraction of entries that flipped, BiP's own convergence signal."""
-        # Masks are compared as bytes, not floats: the selection is memory-bound on 10 M+ scores.
-        old = self.mask.bool()
-        new = self._bool_buf(self.mask)
+        # The selection is memory-bound on 10 M+ scores: masks are compared as bytes, not floats, and the
+        # work buffers persist, since a fresh 44 MB tensor per step costs more in page faults than the
+        # arithmetic on it.
+        if self._work is None:
+            self._work = (torch.empty_like(self.scores), torch.empty_like(self.mask, dtype=torch.bool),
+                          torch.empty_like(self.mask, dtype=torch.bool))
+        mag, old, new = self._work
+        old.copy_(self.mask)
+        torch.abs(self.scores, out=mag)
         if self.granularity == "unstructured" and not per_layer:
-            self._select(self.scores, new)
+            self._select(mag, new)
         else:
             for a, b in zip(self.offsets[:-1], self.offsets[1:]):
-                self._select(self.scores[a:b], new[a:b])
+                self._select(mag[a:b], new[a:b])
         self.mask.copy_(new)
-        return int(torch.count_nonzero(new ^ old)) / self.numel
+        return int(torch.count_nonzero(old.logical_xor_(new))) / self.numel
 
-    def _select(self, scores, out):
-        """out = the keep_count(n) largest |scores| (bool)."""
-        n = scores.numel()
+    def _select(self, mag, out):
+        """out = the keep_count(n) largest entries of `mag` (bool)."""
+        n = mag.numel()
         keep = self.keep_count(n)
         if keep >= n:
             out.fill_(True)
             return
-        mag = scores.abs()
         if n >= _BRACKET_MIN and self._bracketed(mag, keep, out):
             return
         # topk(sorted=False) is a selection, not the reference's full sort of every score.
@@ -104,7 +110,7 @@ class ScoreStore:
         lo, hi = torch.quantile(sample, torch.tensor([max(0.0, q - 0.01), min(1.0, q + 0.01)],
                                                      device=mag.device, dtype=sample.dtype))
         # One pass over all scores; the rest runs on the ~k + 1 % of them at or above the bracket.
-        upper = mag[mag >= lo]
+        upper = mag[torch.ge(mag, lo, out=out)]  # `out` is scratch until the final write
         above = int(torch.count_nonzero(upper > hi))
         cand = upper[upper <= hi]
         need = keep - above
@@ -117,11 +123,6 @@ class ScoreStore:
             return False
         torch.ge(mag, thr, out=out)
         return True
-
-    def _bool_buf(self, like):
-        if getattr(self, "_bool", None) is None or self._bool.shape != like.shape:
-            self._bool = torch.empty(like.shape, dtype=torch.bool, device=like.device)
-        return self._bool
 
     def mask_hash(self):
         """Cheap fingerprint to compare masks across ranks."""
