@@ -91,8 +91,8 @@ def worker(rank, args, port, q):
     if not torch.cuda.is_available():
         os.environ["DS_ACCELERATOR"] = "cpu"
         torch.set_num_threads(1)
-        from bip_dist.engine.host_memory import keep_freed_memory
-        keep_freed_memory()  # as bip-train does on the CPU
+        from bip_dist.engine import host_memory
+        host_memory.keep_freed_memory()  # as bip-train does on the CPU
     import logging
     logging.disable(logging.WARNING)
     from bip_dist.engine.dist_env import DistEnv
@@ -174,12 +174,13 @@ def main(argv=None):
               f"{r['theta_images_per_s']:8.1f} "
               f"{r['bytes_per_iter'] / 2 ** 20:8.2f} {r['score_bytes_per_iter'] / 2 ** 20:9.2f} "
               f"{r['score_bytes_over_param_bytes']:12.2f}")
+    from bip_dist.engine import host_memory
     meta = {"arch": args.arch, "batch_per_rank": args.batch, "size": args.size, "world": args.world,
             "iters": args.iters, "k": args.k, "precision": args.precision,
             "channels_last": args.channels_last, "device": torch.cuda.get_device_name(0) if
             torch.cuda.is_available() else "cpu", "torch": torch.__version__, "machine": platform.machine(),
-            "cpus": os.cpu_count(), "keep_host_memory": not torch.cuda.is_available() and
-            os.environ.get("BIP_KEEP_HOST_MEMORY", "1") != "0", "command": "python bench/bench_step_dist.py " + " ".join(argv or sys.argv[1:])}
+            "cpus": os.cpu_count(), "keep_host_memory": not torch.cuda.is_available() and host_memory.enabled(),
+            "command": "python bench/bench_step_dist.py " + " ".join(argv or sys.argv[1:])}
     Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"wrote {args.out}")
 
