@@ -11,20 +11,26 @@ import torch.nn.functional as F
 
 
 class _MaskedWeight(torch.autograd.Function):
-    """w_eff = w * m. Backward: dL/dw = g * m; dL/ds = sum_to_score_shape(g * w) (straight-through:
-    the mask's gradient is handed to the scores unchanged)."""
+    """w_eff = w * m, m = TopK(|s|). Backward: dL/dw = g * m; dL/ds = sign(s) * sum_to_score_shape(g * w).
+
+    The straight-through estimator passes the mask's gradient to |s| unchanged; the chain rule through
+    |s| then multiplies by sign(s). Without it a negative score would move away from zero under a descent
+    step, growing |s| where the loss asks to shrink it (and the reference, which differentiates through
+    `scores.abs()`, keeps the factor). sign(0) = 0, as autograd's abs gives.
+    """
 
     @staticmethod
     def forward(ctx, weight, scores, mask):
-        ctx.save_for_backward(weight, mask)
-        ctx.score_shape = scores.shape
+        ctx.save_for_backward(weight, scores, mask)
         return weight * mask
 
     @staticmethod
     def backward(ctx, g):
-        weight, mask = ctx.saved_tensors
+        weight, scores, mask = ctx.saved_tensors
         gw = g * mask if ctx.needs_input_grad[0] else None
-        gs = (g * weight).sum_to_size(ctx.score_shape) if ctx.needs_input_grad[1] else None
+        gs = None
+        if ctx.needs_input_grad[1]:
+            gs = (g * weight).sum_to_size(scores.shape).mul_(scores.sign())
         return gw, gs, None
 
 

@@ -88,7 +88,7 @@ def test_straight_through_gradients():
     g = w_eff.grad
     store.zero_grad()
     layer(x).pow(2).sum().backward()
-    torch.testing.assert_close(layer.scores.grad, g * layer.weight.detach())
+    torch.testing.assert_close(layer.scores.grad, g * layer.weight.detach() * layer.scores.detach().sign())
     torch.testing.assert_close(layer.weight.grad, g * layer.mask)
 
 
