@@ -96,6 +96,7 @@ def test_filter_score_gradient_is_summed_over_filter():
     torch.manual_seed(0)
     model = make_prunable(nn.Sequential(nn.Conv2d(3, 4, 3)), "filter")
     store = ScoreStore(model, 1.0, "filter")
+    store.init_scores("magnitude")  # positive scores: sign(s) = 1
     layer = model[0]
     assert layer.scores.shape == (4, 1, 1, 1)
     x = torch.randn(2, 3, 8, 8)
