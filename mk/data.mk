@@ -1,4 +1,4 @@
-# Data preparation and the loader benchmark (see the README, "Data").
+# Data preparation and the loader benchmark (see docs/data.md).
 # make prep-imagenet SRC=/data/ILSVRC OUT=data/imagenet FORMAT=both   (FORMAT: lmdb | ffcv | memory | both | all)
 .PHONY: prep-imagenet prep-tiny-imagenet prep-cifar10 prep-cifar100 prep-folder prep-demo bench-data test-data
 

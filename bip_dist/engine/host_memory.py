@@ -4,7 +4,8 @@ By default glibc hands freed memory back to the kernel: blocks above the (dynami
 unmapped, and the top of the heap is trimmed once more than the (dynamic) trim threshold is free. So each
 training step re-faults and re-zeroes the pages of its activation and gradient tensors. A BiP step
 allocates about twice what a dense step does, so it paid that twice: on a 2-core EPYC it made dense steps
-5-9 % slower and BiP / dense 2.15-2.28x instead of 2.08-2.10x (README, Speed).
+5-9 % slower and BiP / dense 2.15-2.28x instead of 2.08-2.10x (`BIP_KEEP_HOST_MEMORY=0 make bench-step`
+measures it).
 Serving allocations up to 32 MiB (glibc's maximum mmap threshold) from the heap, and keeping up to 1 GiB of
 freed heap instead of trimming it, makes the pages stay mapped between steps. GPU runs are unaffected
 (CUDA has its own caching allocator). BIP_KEEP_HOST_MEMORY=0 turns it off.
