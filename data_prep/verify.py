@@ -1,6 +1,7 @@
 """`verify`: check a written LMDB (or .npz) against itself and, when given, against its source.
 
-Always: meta present, count = number of records, every record parses, its payload matches its sha256 and
+Always: the file holds every page its meta pages use (a truncated copy would crash the reader), meta
+present, count = number of records, every record parses, its payload matches its sha256 and
 decodes, the chained digest of all records equals the one in meta (catches edits, deletions, swaps).
 With a source: same source digest, same number of items (minus those reported skipped), same label for
 every record. With `deep`: every source image is re-encoded and must give the stored bytes' hash.
@@ -10,10 +11,10 @@ import hashlib
 import io
 import os
 
-import lmdb
 import numpy as np
 from PIL import Image
 
+from bip_dist.data.files import load_npz, open_lmdb
 from bip_dist.data.records import read_meta, record_key, unpack_record
 from data_prep.images import prepare
 
@@ -26,10 +27,7 @@ def verify_lmdb(path, source=None, deep=False):
     """Raise VerifyError on the first mismatch; return the meta dict when everything checks out."""
     if not os.path.isfile(path):
         raise VerifyError(f"{path}: not found (an unfinished conversion leaves only {path}.partial)")
-    try:
-        env = lmdb.open(path, subdir=False, readonly=True, lock=False, readahead=False)
-    except lmdb.Error as e:
-        raise VerifyError(f"{path}: not an LMDB file ({e})") from None
+    env = open_lmdb(path)  # checks size against the meta pages first: a truncated file would SIGBUS
     with env.begin() as txn:
         meta = read_meta(txn)
         if meta is None:
@@ -79,14 +77,12 @@ def _against_source(path, meta, labels, source, txn):
 
 
 def verify_npz(path, source=None):
-    """Check an in-RAM .npz: arrays present, shapes consistent, labels (and pixels) equal the source."""
-    with np.load(path, allow_pickle=False) as z:
-        x, y, classes = z["x"], z["y"], list(z["classes"])
-    if x.dtype != np.uint8 or x.ndim != 4 or len(x) != len(y):
-        raise VerifyError(f"{path}: x must be N x H x W x 3 uint8 with N labels, got {x.dtype} {x.shape}, {len(y)}")
+    """Check an in-RAM .npz: arrays present, shapes consistent, labels in range (and, with a source,
+    labels and pixels equal the source's)."""
+    x, y, classes = load_npz(path)
     if source is not None:
         if len(y) != len(source) or not np.array_equal(y, np.asarray(source.labels)):
             raise VerifyError(f"{path}: labels differ from {source.root}")
         if source.arrays is not None and not np.array_equal(x, source.arrays):
             raise VerifyError(f"{path}: pixels differ from {source.root}")
-    return {"count": len(y), "classes": classes}
+    return {"count": len(y), "classes": list(classes)}

@@ -35,6 +35,8 @@ class DataConfig:
                         "RandomResizedCrop; others: pad-4 random crop)")
     drop_last: bool = opt(True, "drop the last incomplete training batch, so every step sees full batches")
     pin_memory: bool = opt(True, "pin host memory of batches when training on CUDA")
+    skip_bad: bool = opt(False, "lmdb / folder: a sample that does not decode is replaced by the next "
+                         "readable one and reported once on stderr; false = stop with a line naming it")
 
     def validate(self):
         """Raise ValueError with a one-line message naming the key and value of the first bad setting."""

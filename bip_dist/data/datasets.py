@@ -3,19 +3,13 @@
 import io
 import os
 
-import lmdb
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
+from bip_dist.data.files import REBUILD, DataFileError, load_npz, open_lmdb
 from bip_dist.data.records import read_meta, record_key, unpack_record
-
-
-def open_lmdb(path):
-    """Read-only environment for loading: no lock file (many readers), no readahead (random access)."""
-    return lmdb.open(str(path), subdir=os.path.isdir(path), readonly=True, lock=False, readahead=False,
-                     meminit=False, max_readers=512)
 
 
 class LMDBDataset(torch.utils.data.Dataset):
@@ -30,10 +24,15 @@ class LMDBDataset(torch.utils.data.Dataset):
         self.path, self.transform = str(path), transform
         env = open_lmdb(self.path)
         with env.begin() as txn:
-            self.meta = read_meta(txn)
+            self.meta, entries = read_meta(txn), txn.stat()["entries"]
         env.close()  # closed before any DataLoader fork
         if self.meta is None or "count" not in self.meta:
-            raise ValueError(f"{self.path}: no __meta__ record; not a finished data_prep LMDB")
+            raise DataFileError(f"{self.path}: no __meta__ record; not a finished data_prep LMDB; {REBUILD}")
+        if self.meta["count"] == 0:
+            raise DataFileError(f"{self.path}: no records (0 images); {REBUILD}")
+        if self.meta["count"] != entries - 1:
+            raise DataFileError(f"{self.path}: {entries - 1} records, its meta says {self.meta['count']}; "
+                                f"{REBUILD}")
         self.classes = list(self.meta["classes"])
         self._env, self._pid = None, None
 
@@ -50,13 +49,21 @@ class LMDBDataset(torch.utils.data.Dataset):
         with self._txn() as txn:
             buf = txn.get(record_key(i))
             if buf is None:
-                raise IndexError(f"{self.path}: record {i} missing")
+                raise ValueError(f"record {i} missing")
             label, payload, _ = unpack_record(buf)
         return label, payload
 
-    def __getitem__(self, i):
+    def describe(self, i):
+        """Where record i lives, for messages."""
+        return f"{self.path}: record {i}"
+
+    def decode(self, i):
+        """(RGB PIL image, label) of record i; ValueError / OSError when the record is damaged."""
         label, payload = self.raw(i)
-        img = Image.open(io.BytesIO(payload)).convert("RGB")
+        return Image.open(io.BytesIO(payload)).convert("RGB"), label
+
+    def __getitem__(self, i):
+        img, label = self.decode(i)
         return (self.transform(img) if self.transform else img), label
 
     def __getstate__(self):
@@ -68,13 +75,10 @@ class MemoryDataset(torch.utils.data.Dataset):
     """A whole split as one uint8 NHWC array in RAM, loaded from an .npz without pickle."""
 
     def __init__(self, path, transform=None):
-        with np.load(path, allow_pickle=False) as z:
-            missing = {"x", "y", "classes"} - set(z.files)
-            if missing:
-                raise ValueError(f"{path}: missing arrays {sorted(missing)}; rewrite it with data_prep")
-            self.x = torch.from_numpy(np.ascontiguousarray(z["x"].transpose(0, 3, 1, 2)))
-            self.y = torch.from_numpy(z["y"].astype(np.int64))
-            self.classes = [str(c) for c in z["classes"]]
+        x, y, classes = load_npz(path)
+        self.x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        self.y = torch.from_numpy(y.astype(np.int64))
+        self.classes = [str(c) for c in classes]
         self.transform = transform
 
     def __len__(self):
@@ -99,3 +103,12 @@ class FolderDataset(ImageFolder):
 
     def __init__(self, root, transform=None):
         super().__init__(root, transform=transform, loader=_rgb_loader, is_valid_file=_is_image)
+
+    def describe(self, i):
+        """The image file of sample i, for messages."""
+        return self.samples[i][0]
+
+    def decode(self, i):
+        """(RGB PIL image, label) of sample i; OSError when the file is not a readable image."""
+        path, label = self.samples[i]
+        return self.loader(path), label

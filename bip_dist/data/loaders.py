@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bip_dist.data.bad_samples import SampleGuard
 from bip_dist.data.datasets import FolderDataset, LMDBDataset, MemoryDataset
 from bip_dist.data.presets import NUM_CLASSES, BatchNormalize, batch_pad_crop_flip, train_transform, val_transform
 from bip_dist.data.samplers import EvalOrder, TrainOrder
@@ -108,11 +109,10 @@ def _torch_source(ds, order, workers, seed, rank, device):
 
 
 def _dataset(cfg, path, transform):
-    if cfg.format == "lmdb":
-        return LMDBDataset(path, transform)
     if cfg.format == "memory":
         return MemoryDataset(path, transform)
-    return FolderDataset(path, transform)
+    ds = LMDBDataset(path, transform) if cfg.format == "lmdb" else FolderDataset(path, transform)
+    return SampleGuard(ds, cfg.skip_bad)
 
 
 def _ffcv_classes(path, dataset):

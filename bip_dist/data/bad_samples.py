@@ -1,0 +1,68 @@
+"""What training does with a sample that cannot be decoded (a non-image .jpg in a class folder, an LMDB
+record whose JPEG is damaged).
+
+Default: stop with one line naming the file (and record). With `data.skip_bad: true`: read the next
+readable sample (i+1, i+2, ..., wrapping) in its place, so the replacement depends on the data alone, not
+on worker count, rank or timing, and report each bad sample once with the running count.
+"""
+
+import itertools
+import sys
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from bip_dist.data.files import DataFileError
+
+# What PIL and the LMDB record parser raise for bytes that are not a (whole) image.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def _reason(e):
+    if isinstance(e, UnidentifiedImageError):
+        return "unknown image format"  # PIL's own text repeats the file name
+    return f"{type(e).__name__}: {e}".replace("\n", " ")
+
+
+class SampleGuard(torch.utils.data.Dataset):
+    """Wraps a dataset that has `decode(i)` -> (PIL image, label), `describe(i)` -> where sample i lives,
+    `transform` and `classes`; items are (transform(image), label) as the wrapped dataset's."""
+
+    def __init__(self, dataset, skip_bad=False):
+        self.dataset, self.skip_bad = dataset, skip_bad
+        self.classes = dataset.classes
+        # Shared memory: every DataLoader worker sees the marks, so a bad sample is reported once and
+        # never decoded again, whichever worker meets it.
+        self.bad = torch.zeros(len(dataset), dtype=torch.uint8).share_memory_()
+
+    def __len__(self):
+        return len(self.dataset)
+
+    @property
+    def bad_count(self):
+        """Bad samples met so far (by any worker)."""
+        return int(self.bad.sum())
+
+    def __getitem__(self, i):
+        n = len(self.dataset)
+        for j in itertools.chain(range(i, n), range(i)) if self.skip_bad else (i,):
+            if self.bad[j]:
+                continue
+            try:
+                img, label = self.dataset.decode(j)
+            except DataFileError:
+                raise  # the whole file is unusable (checked on open), not this sample
+            except DECODE_ERRORS as e:
+                problem = f"{self.dataset.describe(j)}: not a readable image ({_reason(e)})"
+                if not self.skip_bad:
+                    raise DataFileError(f"{problem}; fix the data or set data.skip_bad: true") from None
+                self._report(j, problem)
+                continue
+            transform = self.dataset.transform
+            return (transform(img) if transform else img), label
+        raise DataFileError(f"{self.dataset.describe(i)}: bad, and so are all other {n - 1} samples")
+
+    def _report(self, j, problem):
+        self.bad[j] = 1
+        print(f"[data] warning: {problem}; skipped (data.skip_bad), the next readable sample is used "
+              f"({self.bad_count} bad so far)", file=sys.stderr, flush=True)
