@@ -1,17 +1,9 @@
 """IMP / lottery-ticket weight rewinding: save the weights at a point of a run, and the round schedule."""
 
-import re
 from pathlib import Path
 
+from bip_dist.config.point import parse_point
 from bip_dist.train.callbacks import Callback
-
-
-def parse_point(spec):
-    """'2ep' -> ('ep', 2), '100it' -> ('it', 100)."""
-    m = re.fullmatch(r"(\d+)(ep|it)", spec)
-    if not m:
-        raise ValueError(f"rewind point {spec!r}: expected '<N>ep' or '<N>it'")
-    return m.group(2), int(m.group(1))
 
 
 class RewindSaver(Callback):

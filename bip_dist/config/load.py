@@ -8,89 +8,61 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import typing
-from pathlib import Path
 
-import yaml
-
+from bip_dist.config.files import ConfigError, parse_value, read_config_file
 from bip_dist.config.schema import ExperimentConfig
-
-
-class ConfigError(ValueError):
-    """A bad config key or value; the message is one line naming the key."""
-
-
-def _field_types(cls):
-    return typing.get_type_hints(cls)
+from bip_dist.fields import check_fields
 
 
 def _coerce(value, tp, key, src):
     """Check `value` against annotation `tp`; YAML has already parsed numbers and booleans."""
-    origin = typing.get_origin(tp)
+    def bad(what):
+        return ConfigError(f"{src}: {key} = {value!r} must be {what}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{src}: '{key}' must be a mapping, got {value!r}")
+            raise bad("a mapping")
         return _build(tp, value, key + ".", src)
-    if origin is tuple:
+    if typing.get_origin(tp) is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{src}: '{key}' must be a list, got {value!r}")
+            raise bad("a list")
         inner = typing.get_args(tp)[0]
         return tuple(_coerce(v, inner, key, src) for v in value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{src}: '{key}' must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{src}: '{key}' must be an integer, got {value!r}")
-        return value
+    if tp is bool and not isinstance(value, bool):
+        raise bad("true or false")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise bad("an integer")
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{src}: '{key}' must be a number, got {value!r}")
+            raise bad("a number")
+        if not math.isfinite(value):  # YAML's .inf / .nan would pass every range check below
+            raise bad("a finite number")
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{src}: '{key}' must be a string, got {value!r}")
-        return value
+    if tp is str and not isinstance(value, str):
+        raise bad("a string")
     return value
-
-
-def _check(f, value, key, src):
-    meta = f.metadata
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{src}: '{key}' = {value!r} is not one of {', '.join(map(str, meta['choices']))}")
-    if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"{src}: '{key}' = {value!r} must be >= {meta['min']}")
-    if "gt" in meta and value <= meta["gt"]:
-        raise ConfigError(f"{src}: '{key}' = {value!r} must be > {meta['gt']}")
-    if "max" in meta and value > meta["max"]:
-        raise ConfigError(f"{src}: '{key}' = {value!r} must be <= {meta['max']}")
 
 
 def _build(cls, raw, prefix, src):
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    types = _field_types(cls)
+    types = typing.get_type_hints(cls)
     for name in raw:
         if name not in fields:
             close = difflib.get_close_matches(name, list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else \
                 f" (valid: {', '.join(prefix + n for n in fields)})"
             raise ConfigError(f"{src}: unknown key '{prefix}{name}'{hint}")
-    kwargs = {}
-    for name, value in raw.items():
-        key = prefix + name
-        kwargs[name] = _coerce(value, types[name], key, src)
-        if not dataclasses.is_dataclass(types[name]):
-            _check(fields[name], kwargs[name], key, src)
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        try:
+    obj = cls(**{name: _coerce(value, types[name], prefix + name, src) for name, value in raw.items()})
+    try:
+        check_fields(obj, prefix)
+        validate = getattr(obj, "validate", None)
+        if callable(validate):
             validate()
-        except ValueError as e:
-            # Sections validated on their own too (DataConfig by the loaders) already name their keys.
-            where = "" if prefix and str(e).startswith(prefix) else f"{prefix.rstrip('.') or 'config'}: "
-            raise ConfigError(f"{src}: {where}{e}") from None
+    except ValueError as e:
+        # validate() names a field of its section; sections also validated on their own (DataConfig, by
+        # the loaders) name the whole key already.
+        raise ConfigError(f"{src}: {'' if str(e).startswith(prefix) else prefix}{e}") from None
     return obj
 
 
@@ -99,11 +71,7 @@ def parse_override(text):
     if "=" not in text:
         raise ConfigError(f"--set: expected key=value, got {text!r}")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
+    return key.strip().split("."), parse_value(raw)
 
 
 def _merge(base, path, value):
@@ -121,15 +89,7 @@ def load_config(path=None, overrides=()):
     raw, src = {}, "config"
     if path:
         src = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{src}: no such config file")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{src}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{src}: top level must be a mapping")
+        raw = read_config_file(path)
     for text in overrides:
         keys, value = parse_override(text)
         _merge(raw, keys, value)
@@ -145,9 +105,16 @@ def _cross_check(cfg, src):
     if cfg.trainer == "dense" and pruned:
         raise ConfigError(f"{src}: trainer 'dense' trains no mask; set prune.layer_type: dense "
                           f"(got {cfg.prune.layer_type!r})")
+    # BiP and HYDRA prune a trained model; a forgotten source_net would silently prune random weights.
+    if cfg.trainer in ("bip", "hydra") and not cfg.source_net and not cfg.prune.from_scratch:
+        raise ConfigError(f"{src}: trainer '{cfg.trainer}' with source_net = '' would prune random weights; "
+                          f"set source_net to the pretrained model, or prune.from_scratch: true")
+    if cfg.prune.from_scratch and cfg.source_net:
+        raise ConfigError(f"{src}: prune.from_scratch = true contradicts source_net = {cfg.source_net!r}; "
+                          f"set one of them")
     from bip_dist.models import MODELS
     if cfg.model.arch not in MODELS:
-        raise ConfigError(f"{src}: 'model.arch' = {cfg.model.arch!r} is not a known model; "
+        raise ConfigError(f"{src}: model.arch = {cfg.model.arch!r} is not a known model; "
                           f"valid: {', '.join(sorted(MODELS))}")
 
 

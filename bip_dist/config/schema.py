@@ -1,18 +1,16 @@
 """The experiment schema: one frozen dataclass per concern, each field with help text.
 
-`choices`, `min`, `gt` (strictly greater) and `max` in a field's metadata are checked by the loader, so
-every bad value is rejected with a message naming the key before anything runs.
+`choices`, `min`, `gt` (strictly greater) and `max` in a field's metadata are checked by the loader
+(bip_dist.fields), so every bad value is rejected with a message naming the key before anything runs; a
+section's `validate()` checks what only fails in combination.
 """
 
 from dataclasses import dataclass, field
 from typing import Tuple
 
+from bip_dist.config.point import parse_point
 from bip_dist.data.config import DataConfig
-
-
-def opt(default, help, **checks):
-    """A field with help text and declarative checks (`choices`, `min`, `gt`, `max`)."""
-    return field(default=default, metadata={"help": help, **checks})
+from bip_dist.fields import opt
 
 
 MODES = ("pretrain", "prune", "finetune")
@@ -35,6 +33,9 @@ class PruneConfig:
                    "(structured, per layer), in (0, 1]", gt=0.0, max=1.0)
     score_init: str = opt("magnitude", "magnitude: scores = sqrt(6/fan_in) * w / max|w| (the paper's scaled "
                           "init); kaiming: kaiming-uniform random scores", choices=("magnitude", "kaiming"))
+    from_scratch: bool = opt(False, "bip / hydra: prune the randomly initialised weights. Both normally start "
+                             "from the pretrained source_net, and without one they refuse to run unless this "
+                             "is true")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ class OptimConfig:
     milestones: Tuple[float, ...] = opt((0.5, 0.75), "step schedule: fractions of the run where lr *= gamma")
     gamma: float = opt(0.1, "step schedule decay factor", gt=0.0)
     warmup_epochs: float = opt(0.0, "linear warm-up length in epochs", min=0.0)
+
+    def validate(self):
+        # Fractions of the run's iterations (bip_dist.optim.schedule): 0 or 1 would decay at the first step or
+        # never, and a list out of order is most likely a typo.
+        m = self.milestones
+        if any(not 0.0 < f < 1.0 for f in m) or any(a >= b for a, b in zip(m, m[1:])):
+            raise ValueError(f"milestones = {list(m)} must be strictly increasing fractions of the run, "
+                             f"each in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -122,9 +131,11 @@ class BaselineConfig:
                            "rewinding point: e.g. '2ep', '100it', '0it' (initial weights); '' = off")
 
     def validate(self):
-        import re
-        if self.save_rewind and not re.fullmatch(r"\d+(ep|it)", self.save_rewind):
-            raise ValueError(f"save_rewind = {self.save_rewind!r}: expected '<N>ep' or '<N>it', e.g. '2ep'")
+        if self.save_rewind:
+            try:
+                parse_point(self.save_rewind)
+            except ValueError as e:
+                raise ValueError(f"save_rewind = {e}") from None
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,11 @@ class ExperimentConfig:
     trainer: str = opt("dense", "dense SGD; hydra: scores only; bip; finetune: weights under a fixed mask; "
                        "omp / imp / random: magnitude, iterative-magnitude and random baselines",
                        choices=TRAINERS)
-    seed: int = opt(0, "global seed")
+    seed: int = opt(0, "global seed", min=0, max=2**32 - 1)
     out_dir: str = opt("runs", "root of run folders")
-    source_net: str = opt("", "checkpoint or exported state_dict of the previous stage")
+    source_net: str = opt("", "checkpoint or exported state_dict of the previous stage. A '<hash>' folder in "
+                          "the path (runs/NAME/pretrain/<hash>/final.pt) stands for the one run folder there "
+                          "that holds the file; bip-train picks it, or names the candidates")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)

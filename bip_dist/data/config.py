@@ -1,16 +1,13 @@
 """DataConfig: the `data:` section of an experiment config (what to load, from where, how)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from bip_dist.fields import check_fields, opt
 
 DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "imagenet", "digits", "folder")
 FORMATS = ("ffcv", "lmdb", "folder", "memory")
 # Native training resolution of each dataset; image_size = 0 picks it.
 DEFAULT_SIZE = {"cifar10": 32, "cifar100": 32, "digits": 32, "tiny_imagenet": 64, "imagenet": 224, "folder": 224}
-
-
-def opt(default, help, **checks):
-    """A field with help text and declarative checks read by bip_dist.config.load (`choices`, `min`)."""
-    return field(default=default, metadata={"help": help, **checks})
 
 
 @dataclass(frozen=True)
@@ -34,22 +31,15 @@ class DataConfig:
     augment: bool = opt(True, "random crop + horizontal flip on training images (ImageNet: "
                         "RandomResizedCrop; others: pad-4 random crop)")
     drop_last: bool = opt(True, "drop the last incomplete training batch, so every step sees full batches")
-    pin_memory: bool = opt(True, "pin host memory of batches when training on CUDA")
+    pin_memory: bool = opt(True, "pin host memory of loader batches when training on CUDA, for faster "
+                           "copies to the GPU (formats lmdb and folder; ffcv moves its batches itself)")
     skip_bad: bool = opt(False, "lmdb / folder: a sample that does not decode is replaced by the next "
                          "readable one and reported once on stderr; false = stop with a line naming it")
 
     def validate(self):
-        """Raise ValueError with a one-line message naming the key and value of the first bad setting."""
-        if self.dataset not in DATASETS:
-            raise ValueError(f"data.dataset = {self.dataset!r} is not one of {', '.join(DATASETS)}")
-        if self.format not in FORMATS:
-            raise ValueError(f"data.format = {self.format!r} is not one of {', '.join(FORMATS)}")
-        for key in ("batch_size",):
-            if getattr(self, key) < 1:
-                raise ValueError(f"data.{key} = {getattr(self, key)!r} must be >= 1")
-        for key in ("val_batch_size", "workers", "image_size"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"data.{key} = {getattr(self, key)!r} must be >= 0")
+        """Raise ValueError with a one-line message naming the key and value of the first bad setting
+        (the declared checks of each field, then the settings that only fail together)."""
+        check_fields(self, "data.")
         if not self.root and not (self.train_file and self.val_file):
             raise ValueError("data.root = '' needs data.train_file and data.val_file")
         if self.format == "memory" and self.dataset == "imagenet":
