@@ -10,6 +10,8 @@ The store's scores keep the ranking afterwards, so a checkpoint shows what the m
 
 import torch
 
+from bip_dist.pruning.store import magnitude as _magnitude
+
 # Survivors of the previous IMP round get at least this score, so a surviving weight that is exactly
 # zero still ranks above every pruned one (pruned entries score 0).
 _SURVIVOR_FLOOR = 1e-30
@@ -17,11 +19,8 @@ _SURVIVOR_FLOOR = 1e-30
 
 @torch.no_grad()
 def magnitude(weight, score_shape):
-    """|w| per weight, or the L2 norm over each filter / channel when scores are structured."""
-    w = weight.detach().float()
-    if tuple(score_shape) == tuple(w.shape):
-        return w.abs()
-    return w.pow(2).sum_to_size(score_shape).sqrt()
+    """The store's magnitude ranking, in float32 whatever the dtype the weights were saved in."""
+    return _magnitude(weight.detach().float(), score_shape)
 
 
 @torch.no_grad()

@@ -18,6 +18,12 @@ _BRACKET_MIN = 1 << 20  # below this, plain topk is already cheap
 _SAMPLE = 1 << 17
 
 
+def magnitude(weight, score_shape):
+    """|w| per weight, or the L2 norm over each filter / channel when the scores are structured."""
+    w = weight.detach()
+    return w.abs() if tuple(score_shape) == tuple(w.shape) else w.pow(2).sum_to_size(score_shape).sqrt()
+
+
 class ScoreStore:
     """Flat score / grad / mask storage and the top-k projection for one model."""
 
@@ -139,8 +145,7 @@ class ScoreStore:
             fan_in = w[0].numel()
             bound = math.sqrt(6.0 / fan_in)
             if method == "magnitude":
-                mag = w.abs() if m.scores.shape == w.shape else \
-                    w.pow(2).sum_to_size(m.scores.shape).sqrt()
+                mag = magnitude(w, m.scores.shape)
                 m.scores.copy_(bound * mag / mag.max().clamp_min(1e-12))
             elif method == "kaiming":
                 m.scores.copy_(torch.empty_like(m.scores).uniform_(-bound, bound, generator=generator))
