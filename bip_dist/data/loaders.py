@@ -99,11 +99,10 @@ def _memory_source(ds, order, augment, size, seed, rank):
     return source
 
 
-def _torch_source(ds, order, workers, seed, rank, device):
+def _torch_source(ds, order, workers, seed, rank, pin):
     """DataLoader batches; persistent workers keep LMDB handles and decoders warm across epochs."""
     gen = torch.Generator().manual_seed(seed * 1000 + rank)
-    dl = torch.utils.data.DataLoader(ds, batch_sampler=order, num_workers=workers,
-                                     pin_memory=str(device).startswith("cuda"), generator=gen,
+    dl = torch.utils.data.DataLoader(ds, batch_sampler=order, num_workers=workers, pin_memory=pin, generator=gen,
                                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
     return lambda: iter(dl)
 
@@ -166,9 +165,11 @@ def build_loaders(cfg, *, rank=0, world_size=1, seed=0, two_streams=False, devic
             tsrc = _memory_source(tds, order, cfg.augment, size, seed, rank)
             vsrc = _memory_source(vds, vorder, False, size, seed, rank)
         else:
+            # Pinned pages only speed up copies to a GPU; on the CPU they would cost memory for nothing.
+            pin = cfg.pin_memory and torch.device(device).type == "cuda"
             # Augmentation seeded per sample, so resume and worker count do not change it.
-            tsrc = _torch_source(SeededDataset(tds), SeededOrder(order, seed), cfg.workers, seed, rank, device)
-            vsrc = _torch_source(vds, vorder, cfg.workers, seed, rank, device)
+            tsrc = _torch_source(SeededDataset(tds), SeededOrder(order, seed), cfg.workers, seed, rank, pin)
+            vsrc = _torch_source(vds, vorder, cfg.workers, seed, rank, pin)
         n_val_rank = len(vorder.idx)
     num_classes = len(classes) or NUM_CLASSES.get(cfg.dataset, 0)
     return Loaders(train=TrainLoader(order, tsrc, post, device, two_streams), val=_Batches(vorder, vsrc, post, device),
