@@ -57,7 +57,7 @@ class Sweep:
         from bip_dist.run_dir import run_dir_for
         path, implied = self.config(stage)
         overrides = implied + list(overrides)
-        base = load_config(path)
+        base = load_config(path, overrides)  # with this point's source_net: bip / hydra need one
         epochs = max(1, int(round(base.train.epochs * self.args.epochs_scale)))
         own = self.per_stage.get(stage, [])
         scaled = [] if any(o.startswith("train.epochs=") for o in own) else [f"train.epochs={epochs}"]
@@ -181,7 +181,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs-scale", type=float, default=1.0, help="scale every stage's epochs")
     p.add_argument("--nproc", type=int, default=1, help="processes per stage (torchrun) ")
     p.add_argument("--progress", action="store_true", help="tqdm bars per epoch")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every stage")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="overrides for every stage (--set a=1 b=2)")
     p.add_argument("--stage-set", action="append", default=[], metavar="STAGE:KEY=VALUE",
                    help="override for one stage (pretrain, bip, hydra, finetune, omp, imp, random)")
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The training worker: `python -m launcher.worker --config X [--set key=value ...]`.
+"""The training worker: `python -m launcher.worker --config X [--set key=value [key=value ...]]`.
 
 Started directly for one process, or by torchrun for many (it reads the rank/world variables torchrun
 sets through bip_dist.engine.make_engine). Prints one line per error and exits non-zero on bad input.
@@ -9,14 +9,15 @@ import json
 import sys
 
 from bip_dist.config import ConfigError, load_config
+from bip_dist.config.source import resolve_source_net
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="bip-train", description="Train one stage (pretrain / prune / finetune) "
                                 "of a BiP, HYDRA, dense or baseline experiment.")
     p.add_argument("--config", required=True, help="YAML experiment file (see configs/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set prune.k=0.1 (repeatable)")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys, e.g. --set prune.k=0.1 train.epochs=5 (repeatable)")
     p.add_argument("--resume", default=None, help="shorthand for --set ckpt.resume=VALUE ('auto' or a path)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p.parse_args(argv)
@@ -29,14 +30,15 @@ def main(argv=None):
         overrides.append(f"ckpt.resume={args.resume}")
     try:
         cfg = load_config(args.config, overrides)
+        if args.print_config:
+            import yaml
+            from bip_dist.config import config_to_dict
+            print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            return 0
+        cfg = resolve_source_net(cfg, args.config)
     except ConfigError as e:
         print(f"bip-train: {e}", file=sys.stderr)
         return 2
-    if args.print_config:
-        import yaml
-        from bip_dist.config import config_to_dict
-        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        return 0
     from bip_dist.engine import make_engine
     from bip_dist.train.loop import train
     from bip_dist.trainers import callbacks_for, mask_preparer
