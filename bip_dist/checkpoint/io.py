@@ -1,6 +1,7 @@
 """Single-file checkpoints written atomically and read without unpickling arbitrary objects."""
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -32,5 +33,15 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a torn or foreign file must name itself, not dump a traceback
-        raise ValueError(f"{path}: not a loadable checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise ValueError(f"{path}: not a loadable checkpoint ({_reason(e)})") from None
+
+
+def _reason(e):
+    """torch's error in one line, without its advice to load with weights_only=False (which would run
+    whatever code the file carries)."""
+    text = str(e)
+    if "weights_only" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return f"it holds pickled Python objects{what}, not only tensors; they are never unpickled"
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
