@@ -49,6 +49,7 @@ def main(argv=None):
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench_ckpt_"))
     cfg = load_config(None, ["model.arch=resnet50_imagenet", "model.num_classes=1000", "trainer=bip",
                              "mode=prune", "prune.layer_type=unstructured", "prune.k=0.2",
+                             "prune.from_scratch=true",
                              f"data.batch_size={args.batch}", "data.dataset=imagenet", "data.format=ffcv",
                              "ckpt.keep_last=1"])
     engine = LocalEngine()

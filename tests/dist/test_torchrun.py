@@ -71,7 +71,8 @@ def test_two_node_worker_bip_run(tmp_path):
     out = _two_nodes(["-m", "launcher.worker", "--config", "configs/digits/bip.yaml",
                       "--set", f"out_dir={tmp_path}", "--set", "train.max_steps=3", "--set", "train.epochs=1",
                       "--set", "data.batch_size=16", "--set", "model.arch=resnet20s",
-                      "--set", "train.progress=false", "--set", "dist.check_masks=true"], timeout=300)
+                      "--set", "train.progress=false", "--set", "dist.check_masks=true",
+                      "--set", "source_net=", "prune.from_scratch=true"], timeout=300)
     assert '"step": 3' in out, out[-3000:]
     assert list(tmp_path.rglob("result.json")), "rank 0 wrote no result.json"
 

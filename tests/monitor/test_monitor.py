@@ -21,7 +21,7 @@ EXPECTED = ["train/loss_theta", "train/top1_theta", "train/loss_score", "train/t
 def bip_run(tmp_path, monkeypatch, capsys):
     loop = use_fakes(monkeypatch, batches=6)
     cfg = run_cfg(tmp_path, "name=mon", "mode=prune", "trainer=bip", "prune.layer_type=unstructured",
-                  "prune.k=0.3", "train.progress=true")
+                  "prune.k=0.3", "prune.from_scratch=true", "train.progress=true")
     engine = LocalEngine()
     result = loop.train(cfg, engine, callbacks=monitors_for(cfg, engine))
     return cfg, Path(result["run_dir"]), capsys.readouterr().err
@@ -96,7 +96,7 @@ def test_crash_is_logged_and_monitors_flushed(tmp_path, monkeypatch):
 
     loop = use_fakes(monkeypatch, batches=6)
     cfg = run_cfg(tmp_path, "name=crash", "mode=prune", "trainer=hydra", "prune.layer_type=unstructured",
-                  "prune.k=0.5")
+                  "prune.k=0.5", "prune.from_scratch=true")
     engine = LocalEngine()
     with pytest.raises(FloatingPointError):
         loop.train(cfg, engine, callbacks=monitors_for(cfg, engine) + [Boom()])
