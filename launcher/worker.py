@@ -38,11 +38,10 @@ def main(argv=None):
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return 0
     from bip_dist.engine import make_engine
-    from bip_dist.train.loop import train
-    from bip_dist.trainers import callbacks_for, mask_preparer
+    from bip_dist.train.loop import callbacks_for, train
     engine = make_engine(cfg)
     try:
-        result = train(cfg, engine, callbacks=callbacks_for(cfg, engine), prepare_masks=mask_preparer(cfg))
+        result = train(cfg, engine, callbacks=callbacks_for(cfg, engine))
     except (ValueError, FileNotFoundError) as e:
         print(f"bip-train [rank {engine.rank}]: {e}", file=sys.stderr)
         engine.shutdown()

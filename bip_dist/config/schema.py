@@ -16,7 +16,6 @@ def opt(default, help, **checks):
 
 
 MODES = ("pretrain", "prune", "finetune")
-TRAINERS = ("dense", "hydra", "bip", "finetune", "omp", "imp", "random")
 LAYER_TYPES = ("dense", "unstructured", "filter", "channel")
 
 
@@ -130,10 +129,11 @@ class BaselineConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str = opt("exp", "experiment name; run folder is <out_dir>/<name>/<mode>/<hash>")
-    mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline", choices=MODES)
-    trainer: str = opt("dense", "dense SGD; hydra: scores only; bip; finetune: weights under a fixed mask; "
-                       "omp / imp / random: magnitude, iterative-magnitude and random baselines",
-                       choices=TRAINERS)
+    mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline; must be the trainer's "
+                    "(omitted: taken from the trainer)", choices=MODES)
+    trainer: str = opt("dense", "a name from the trainer registry (bip_dist/train/registry.py): dense SGD; "
+                       "hydra: scores only; bip; finetune: weights under a fixed mask; omp / imp / random: "
+                       "magnitude, iterative-magnitude and random baselines")
     seed: int = opt(0, "global seed")
     out_dir: str = opt("runs", "root of run folders")
     source_net: str = opt("", "checkpoint or exported state_dict of the previous stage")
