@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from bip_dist.config.schema import ExperimentConfig
+from bip_dist.train.registry import TRAINERS
 
 
 class ConfigError(ValueError):
@@ -141,18 +142,13 @@ def load_config(path=None, overrides=()):
 
 def _default_mode(raw):
     """A config that names no mode runs in its trainer's."""
-    from bip_dist.train.registry import TRAINERS
     trainer = raw.get("trainer", ExperimentConfig.trainer)
     if "mode" not in raw and isinstance(trainer, str) and trainer in TRAINERS:
         raw["mode"] = TRAINERS[trainer].mode
 
 
 def _cross_check(cfg, src):
-    from bip_dist.train.registry import TRAINERS
-    spec = TRAINERS.get(cfg.trainer)
-    if spec is None:
-        raise ConfigError(f"{src}: 'trainer' = {cfg.trainer!r} is not a known trainer; "
-                          f"valid: {', '.join(TRAINERS)}")
+    spec = TRAINERS[cfg.trainer]  # a known name: checked against the schema's choices
     if cfg.mode != spec.mode:
         raise ConfigError(f"{src}: mode '{cfg.mode}' disagrees with trainer '{cfg.trainer}', which runs in "
                           f"mode '{spec.mode}' (set mode: {spec.mode}, or omit it)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Tuple
 
 from bip_dist.data.config import DataConfig
+from bip_dist.train.registry import TRAINERS
 
 
 def opt(default, help, **checks):
@@ -129,11 +130,10 @@ class BaselineConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str = opt("exp", "experiment name; run folder is <out_dir>/<name>/<mode>/<hash>")
-    mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline; must be the trainer's "
-                    "(omitted: taken from the trainer)", choices=MODES)
-    trainer: str = opt("dense", "a name from the trainer registry (bip_dist/train/registry.py): dense SGD; "
-                       "hydra: scores only; bip; finetune: weights under a fixed mask; omp / imp / random: "
-                       "magnitude, iterative-magnitude and random baselines")
+    mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline", choices=MODES)
+    trainer: str = opt("dense", "dense SGD; hydra: scores only; bip; finetune: weights under a fixed mask; "
+                       "omp / imp / random: magnitude, iterative-magnitude and random baselines",
+                       choices=tuple(TRAINERS))
     seed: int = opt(0, "global seed")
     out_dir: str = opt("runs", "root of run folders")
     source_net: str = opt("", "checkpoint or exported state_dict of the previous stage")

@@ -37,7 +37,7 @@ def test_overrides_keep_types():
     ("bip:\n  fused: 'yes'\n", "'bip.fused' must be true or false"),
     ("train:\n  epochs: 2.5\n", "'train.epochs' must be an integer"),
     ("trainer: bip\n", "trainer 'bip' needs prune.layer_type other than 'dense'"),
-    ("trainer: bipp\n", "'trainer' = 'bipp' is not a known trainer; valid: dense,"),
+    ("trainer: bipp\n", "'trainer' = 'bipp' is not one of dense,"),
     ("mode: pretrain\ntrainer: hydra\nprune:\n  layer_type: unstructured\n",
      "mode 'pretrain' disagrees with trainer 'hydra', which runs in mode 'prune'"),
     ("data:\n  root: ''\n", ".yaml: data.root = '' needs data.train_file and data.val_file"),
