@@ -1,21 +1,18 @@
 """Shared pieces of the 2-process tests: a BatchNorm-free prunable net, step builders, data shards, spawn.
 
-Configs are SimpleNamespaces with the schema's field names, so these tests do not depend on the data
-package that `bip_dist.config.schema` imports.
+Steps are built by the trainer registry's make_step, from the schema's config sections.
 """
 
 import os
 import socket
-from types import SimpleNamespace as NS
 
 import torch
 import torch.nn as nn
 
 from bip_dist.engine.dist_env import DistEnv
-from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
+from bip_dist.config.schema import BipConfig, DistConfig, OptimConfig, ScoreOptimConfig
 from bip_dist.pruning import ScoreStore, make_prunable
-from bip_dist.train.bip_step import BipStep
-from bip_dist.train.steps import HydraStep, WeightStep
+from bip_dist.train.registry import TRAINERS, make_step
 
 WORLD = 2
 PER_RANK = 4     # batch per rank; the single-process reference sees WORLD * PER_RANK
@@ -41,35 +38,24 @@ def tiny_net():
 
 
 def dist_cfg(grad_dtype="fp32", backend="ddp", ds_config="", check_masks=True, bucket_mb=0.0005):
-    """A stand-in for ExperimentConfig with the keys the engines read. Tiny buckets: several per model."""
-    d = NS(backend=backend, bucket_mb=bucket_mb, score_grad_dtype=grad_dtype, precision="fp32",
-           channels_last=False, check_masks=check_masks, sync_bn=False, deepspeed_config=ds_config)
-    return NS(dist=d, data=NS(batch_size=PER_RANK))
+    """The dist section the engines read. Tiny buckets: several per model."""
+    return DistConfig(backend=backend, bucket_mb=bucket_mb, score_grad_dtype=grad_dtype, check_masks=check_masks,
+                      deepspeed_config=ds_config)
 
 
 def build(case, engine, seed=0):
-    """Model, store and step object of `case` on `engine` (mirrors bip_dist.train.build.build_parts)."""
+    """Model, store and step object of `case` on `engine` (the tiny net, pruned as build_parts would)."""
     trainer, fused, implicit, _ = CASES[case]
     torch.manual_seed(seed)
     model = tiny_net()
     store = None
-    if trainer != "dense":
+    if TRAINERS[trainer].prunes:
         make_prunable(model, "unstructured")
         store = ScoreStore(model, 0.3, "unstructured")
         store.init_scores("magnitude")
         store.refresh_mask()
-    wp = weight_params(model)
-    wopt = weight_optimizer(wp, NS(lr=0.05, momentum=0.9, weight_decay=1e-4, nesterov=False))
-    sopt = FlatScoreSGD(store, NS(lr=0.5, momentum=0.9, weight_decay=1e-4, nesterov=False)) if store else None
-    engine.prepare(model, store, wopt)
-    engine.broadcast_state()
-    if trainer == "bip":
-        step = BipStep(engine, model, wp, store, sopt, NS(fused=fused, implicit=implicit, lr2=1e-2))
-    elif trainer == "hydra":
-        step = HydraStep(engine, model, wp, store, sopt)
-    else:
-        step = WeightStep(engine, model, wp, store)
-    step.train_mode()
+    step = make_step(trainer, engine, model, store, OptimConfig(lr=0.05),
+                     ScoreOptimConfig(lr=0.5, weight_decay=1e-4), BipConfig(fused=fused, implicit=implicit, lr2=1e-2))
     return model, store, step
 
 
@@ -137,7 +123,7 @@ def ddp_worker(rank, port, outdir, cases):
     res = {}
     engine = None
     for case in cases:
-        engine = DDPEngine(env, dist_cfg(CASES[case][3]))
+        engine = DDPEngine(dist_cfg(CASES[case][3]), PER_RANK, env)
         res[case] = run(case, engine, rank, WORLD)
         if engine.reducer is not None:
             res[case]["buckets"] = len(engine.reducer.buckets)
@@ -156,7 +142,7 @@ def deepspeed_worker(rank, port, outdir, cases, ds_config):
     res = {}
     engine = None
     for case in cases:
-        engine = DeepSpeedEngine(env, dist_cfg(CASES[case][3], "deepspeed", ds_config))
+        engine = DeepSpeedEngine(dist_cfg(CASES[case][3], "deepspeed", ds_config), PER_RANK, env)
         try:
             res[case] = run(case, engine, rank, WORLD)
         except ValueError as e:  # refused combinations are raised on every rank before any collective
