@@ -65,7 +65,7 @@ def main(argv=None):
     loaders = SimpleNamespace(train=range(10 ** 6))
     state = {"step": 0, "epoch": 0, "best_top1": -1.0}
     floats = sum(t.numel() for t in parts.model.state_dict().values() if t.is_floating_point())
-    floats += sum(s["momentum_buffer"].numel() for s in parts.weight_opt.state_dict()["state"].values())
+    floats += sum(s["momentum_buffer"].numel() for s in engine.weight_opt_state()["state"].values())
     floats += parts.score_opt.buf.numel()
 
     iters = [_iter(parts, batch) for _ in range(args.reps)]

@@ -19,35 +19,26 @@ from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
 from bip_dist.engine import LocalEngine
 from bip_dist.engine.host_memory import keep_freed_memory
 from bip_dist.models import build_model
-from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
 from bip_dist.pruning import ScoreStore, make_prunable
-from bip_dist.train.bip_step import BipStep
-from bip_dist.train.steps import HydraStep, WeightStep
+from bip_dist.train.registry import TRAINERS, make_step
 
-METHODS = ("dense", "hydra", "bip_fused", "bip_3pass")
+# label -> (trainer, bip.fused)
+METHODS = {"dense": ("dense", True), "hydra": ("hydra", True), "bip_fused": ("bip", True),
+           "bip_3pass": ("bip", False)}
 
 
-def make_step(method, arch, k=0.1):
+def method_step(method, arch, k=0.1):
+    trainer, fused = METHODS[method]
     torch.manual_seed(0)
     model = build_model(arch, 10)
-    engine = LocalEngine()
-    if method == "dense":
-        wp = weight_params(model)
-        engine.prepare(model, None, weight_optimizer(wp, OptimConfig(lr=0.01)))
-        step = WeightStep(engine, model, wp)
-    else:
+    store = None
+    if TRAINERS[trainer].prunes:
         make_prunable(model, "unstructured")
         store = ScoreStore(model, k, "unstructured")
         store.init_scores("magnitude")
         store.refresh_mask()
-        wp = weight_params(model)
-        engine.prepare(model, store, weight_optimizer(wp, OptimConfig(lr=0.01)))
-        sopt = FlatScoreSGD(store, ScoreOptimConfig(lr=0.1))
-        if method == "hydra":
-            step = HydraStep(engine, model, wp, store, sopt)
-        else:
-            step = BipStep(engine, model, wp, store, sopt, BipConfig(fused=method == "bip_fused"))
-    step.train_mode()
+    step = make_step(trainer, LocalEngine(), model, store, OptimConfig(lr=0.01), ScoreOptimConfig(lr=0.1),
+                     BipConfig(fused=fused))
     model.train()
     return step
 
@@ -60,7 +51,7 @@ def batch_for(step, batch, size):
 
 
 def bench_model(arch, batch, iters, warmup, size=32):
-    steps = {m: make_step(m, arch) for m in METHODS}
+    steps = {m: method_step(m, arch) for m in METHODS}
     batches = {m: batch_for(s, batch, size) for m, s in steps.items()}
     times = {m: [] for m in METHODS}
     mask_share = []

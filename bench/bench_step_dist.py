@@ -41,12 +41,12 @@ def selected(args):
 
 
 def make(method, args, env):
-    """Engine, step and weight-parameter bytes of one method (mirrors bip_dist.train.build)."""
+    """Engine, step and weight-parameter bytes of one method (the model as bip_dist.train.build makes it)."""
+    from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
     from bip_dist.models import build_model
-    from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
+    from bip_dist.optim import weight_params
     from bip_dist.pruning import ScoreStore, make_prunable
-    from bip_dist.train.bip_step import BipStep
-    from bip_dist.train.steps import HydraStep, WeightStep
+    from bip_dist.train.registry import TRAINERS, make_step
     label, backend, trainer, fused, gdtype = method
     d = NS(backend=backend, bucket_mb=25.0, score_grad_dtype=gdtype, precision=args.precision,
            channels_last=args.channels_last,
@@ -59,30 +59,21 @@ def make(method, args, env):
     engine = Engine(env, cfg)
     torch.manual_seed(0)
     model = build_model(args.arch, args.classes)
-    store = None
-    if trainer != "dense":
+    prunes = TRAINERS[trainer].prunes
+    if prunes:
         make_prunable(model, "unstructured")
     model.to(engine.device)
     if engine.channels_last:
         model.to(memory_format=torch.channels_last)
-    if trainer != "dense":
+    store = None
+    if prunes:
         store = ScoreStore(model, args.k, "unstructured")
         store.init_scores("magnitude")
         store.refresh_mask()
-    wp = weight_params(model)
-    opt = NS(lr=0.01, momentum=0.9, weight_decay=1e-4, nesterov=False)
-    engine.prepare(model, store, weight_optimizer(wp, opt))
-    engine.broadcast_state()
-    if trainer == "bip":
-        step = BipStep(engine, model, wp, store, FlatScoreSGD(store, opt),
-                       NS(fused=fused, implicit="reference", lr2=1e-4))
-    elif trainer == "hydra":
-        step = HydraStep(engine, model, wp, store, FlatScoreSGD(store, opt))
-    else:
-        step = WeightStep(engine, model, wp, store)
-    step.train_mode()
+    step = make_step(trainer, engine, model, store, OptimConfig(lr=0.01),
+                     ScoreOptimConfig(lr=0.01, weight_decay=1e-4), BipConfig(fused=fused))
     model.train()
-    return engine, step, sum(p.numel() * p.element_size() for p in wp)
+    return engine, step, sum(p.numel() * p.element_size() for p in weight_params(model))
 
 
 def worker(rank, args, port, q):
@@ -127,7 +118,7 @@ def worker(rank, args, port, q):
         n = args.iters
         res = []
         for m, (engine, step, pbytes), ts, b0 in zip(methods, built, times, bytes0):
-            theta = engine.theta_bytes if m[2] in ("dense", "bip") else 0
+            theta = engine.theta_bytes if step.trains_weights else 0
             total = (engine.comm_bytes - b0) / n
             med = statistics.median(ts)
             res.append({"method": m[0], "backend": m[1], "median_s": med,

@@ -46,8 +46,9 @@ class Sweep:
     def config(self, stage):
         """`<configs>/<stage>.yaml`; a baseline without its own file is finetune.yaml with its trainer
         (the baselines are weight-training runs of a one-shot mask, from the dense model)."""
+        from bip_dist.train.registry import TRAINERS
         path = Path(self.args.configs) / f"{stage}.yaml"
-        if not path.is_file() and stage in ("omp", "imp", "random"):
+        if not path.is_file() and stage in TRAINERS and TRAINERS[stage].one_shot_mask:
             return str(path.with_name("finetune.yaml")), ["mode=prune", f"trainer={stage}"]
         return str(path), []
 
@@ -77,10 +78,9 @@ class Sweep:
                             *sets], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         else:
             from bip_dist.engine import make_engine
-            from bip_dist.train.loop import train
-            from bip_dist.trainers import callbacks_for, mask_preparer
+            from bip_dist.train.loop import callbacks_for, train
             engine = make_engine(cfg)
-            train(cfg, engine, callbacks=callbacks_for(cfg, engine), prepare_masks=mask_preparer(cfg))
+            train(cfg, engine, callbacks=callbacks_for(cfg, engine))
         secs = round(time.time() - t0, 2)  # as stored, so a resumed sweep writes the same table
         timing.write_text(f"{secs:.2f}\n")
         return json.loads(done.read_text()), secs

@@ -40,11 +40,10 @@ def main(argv=None):
         print(f"bip-train: {e}", file=sys.stderr)
         return 2
     from bip_dist.engine import make_engine
-    from bip_dist.train.loop import train
-    from bip_dist.trainers import callbacks_for, mask_preparer
+    from bip_dist.train.loop import callbacks_for, train
     engine = make_engine(cfg)
     try:
-        result = train(cfg, engine, callbacks=callbacks_for(cfg, engine), prepare_masks=mask_preparer(cfg))
+        result = train(cfg, engine, callbacks=callbacks_for(cfg, engine))
     except (ValueError, FileNotFoundError) as e:
         print(f"bip-train [rank {engine.rank}]: {e}", file=sys.stderr)
         engine.shutdown()

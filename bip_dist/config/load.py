@@ -93,20 +93,37 @@ def load_config(path=None, overrides=()):
     for text in overrides:
         keys, value = parse_override(text)
         _merge(raw, keys, value)
+    _default_mode(raw)
     cfg = _build(ExperimentConfig, raw, "", src)
     _cross_check(cfg, src)
     return cfg
 
 
+def _default_mode(raw):
+    """A config that names no mode runs in its trainer's."""
+    from bip_dist.train.registry import TRAINERS
+    trainer = raw.get("trainer", ExperimentConfig.trainer)
+    if "mode" not in raw and isinstance(trainer, str) and trainer in TRAINERS:
+        raw["mode"] = TRAINERS[trainer].mode
+
+
 def _cross_check(cfg, src):
+    from bip_dist.train.registry import TRAINERS
+    spec = TRAINERS.get(cfg.trainer)
+    if spec is None:
+        raise ConfigError(f"{src}: 'trainer' = {cfg.trainer!r} is not a known trainer; "
+                          f"valid: {', '.join(TRAINERS)}")
+    if cfg.mode != spec.mode:
+        raise ConfigError(f"{src}: mode '{cfg.mode}' disagrees with trainer '{cfg.trainer}', which runs in "
+                          f"mode '{spec.mode}' (set mode: {spec.mode}, or omit it)")
     pruned = cfg.prune.layer_type != "dense"
-    if cfg.trainer in ("hydra", "bip", "finetune", "omp", "imp", "random") and not pruned:
+    if spec.prunes and not pruned:
         raise ConfigError(f"{src}: trainer '{cfg.trainer}' needs prune.layer_type other than 'dense'")
-    if cfg.trainer == "dense" and pruned:
-        raise ConfigError(f"{src}: trainer 'dense' trains no mask; set prune.layer_type: dense "
+    if not spec.prunes and pruned:
+        raise ConfigError(f"{src}: trainer '{cfg.trainer}' trains no mask; set prune.layer_type: dense "
                           f"(got {cfg.prune.layer_type!r})")
     # BiP and HYDRA prune a trained model; a forgotten source_net would silently prune random weights.
-    if cfg.trainer in ("bip", "hydra") and not cfg.source_net and not cfg.prune.from_scratch:
+    if spec.trains_scores and not cfg.source_net and not cfg.prune.from_scratch:
         raise ConfigError(f"{src}: trainer '{cfg.trainer}' with source_net = '' would prune random weights; "
                           f"set source_net to the pretrained model, or prune.from_scratch: true")
     if cfg.prune.from_scratch and cfg.source_net:

@@ -11,10 +11,10 @@ from typing import Tuple
 from bip_dist.config.point import parse_point
 from bip_dist.data.config import DataConfig
 from bip_dist.fields import opt
+from bip_dist.train.registry import TRAINERS
 
 
 MODES = ("pretrain", "prune", "finetune")
-TRAINERS = ("dense", "hydra", "bip", "finetune", "omp", "imp", "random")
 LAYER_TYPES = ("dense", "unstructured", "filter", "channel")
 
 
@@ -144,7 +144,7 @@ class ExperimentConfig:
     mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline", choices=MODES)
     trainer: str = opt("dense", "dense SGD; hydra: scores only; bip; finetune: weights under a fixed mask; "
                        "omp / imp / random: magnitude, iterative-magnitude and random baselines",
-                       choices=TRAINERS)
+                       choices=tuple(TRAINERS))
     seed: int = opt(0, "global seed", min=0, max=2**32 - 1)
     out_dir: str = opt("runs", "root of run folders")
     source_net: str = opt("", "checkpoint or exported state_dict of the previous stage. A '<hash>' folder in "

@@ -1,6 +1,6 @@
 """Run monitoring on rank 0: step statistics, TensorBoard scalars and a progress bar.
 
-`monitors_for(cfg, engine)` is what `bip_dist.trainers.callbacks_for` hands the training loop. The
+`monitors_for(cfg, engine)` is what `bip_dist.train.loop.callbacks_for` hands the training loop. The
 loop's own MetricsLog (metrics.jsonl, log.txt) runs after these, so it records what they add to each step
 (images_per_s, peak_mem_mb) and to the epoch metrics (epoch_seconds, train_images_per_s, peak_mem_mb).
 """

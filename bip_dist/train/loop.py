@@ -5,12 +5,15 @@ import time
 
 import torch
 
+from bip_dist.baselines import RewindSaver
 from bip_dist.checkpoint.trainer_state import Checkpointer
 from bip_dist.data import build_loaders
 from bip_dist.engine import LocalEngine
+from bip_dist.monitor import monitors_for
 from bip_dist.optim import LrSchedule
 from bip_dist.run_dir import prepare_run_dir
 from bip_dist.train.build import build_parts
+from bip_dist.train.registry import trainer_spec
 from bip_dist.train.callbacks import MetricsLog
 from bip_dist.train.evaluate import evaluate
 
@@ -21,7 +24,14 @@ def _lr_scale(cfg, world_size):
     return cfg.data.batch_size * world_size / cfg.dist.base_batch
 
 
-def train(cfg, engine=None, callbacks=(), prepare_masks=None):
+def callbacks_for(cfg, engine):
+    """Observers for a run: the IMP rewind-point saver (baseline.save_rewind), then progress and
+    TensorBoard on rank 0 (bip_dist.monitor)."""
+    cbs = [RewindSaver(cfg.baseline.save_rewind, engine.is_main)] if cfg.baseline.save_rewind else []
+    return cbs + monitors_for(cfg, engine)
+
+
+def train(cfg, engine=None, callbacks=()):
     """Run one stage (pretrain / prune / finetune) of `cfg`; returns the final metrics dict."""
     engine = engine or LocalEngine()
     if cfg.train.deterministic:
@@ -29,8 +39,8 @@ def train(cfg, engine=None, callbacks=(), prepare_masks=None):
     run_dir = prepare_run_dir(cfg, write=engine.is_main)
     engine.barrier()
     loaders = build_loaders(cfg.data, rank=engine.rank, world_size=engine.world_size, seed=cfg.seed,
-                            two_streams=cfg.trainer == "bip", device=str(engine.device))
-    parts = build_parts(cfg, engine, loaders.num_classes, prepare_masks=prepare_masks)
+                            two_streams=trainer_spec(cfg.trainer).two_streams, device=str(engine.device))
+    parts = build_parts(cfg, engine, loaders.num_classes, )
     spe = len(loaders.train)
     scale = _lr_scale(cfg, engine.world_size)
     w_lr = LrSchedule(cfg.optim, cfg.optim.lr * scale, spe, cfg.train.epochs)

@@ -3,7 +3,9 @@
 - WeightStep: dense pretraining and finetuning with a fixed mask (weights only).
 - HydraStep: HYDRA, scores only with frozen weights, mask refreshed after every score update.
 - BipStep: BiP's theta-step on B_theta then the score step at the updated theta on B_m (bip_step.py).
-Rates come in through `set_lrs`; the loop owns the schedule.
+Every step class takes the same arguments (engine, model, weight params, store, score optimizer, bip
+config section), so bip_dist.train.registry.make_step builds any of them. Rates come in through `set_lrs`;
+the loop owns the schedule.
 """
 
 import torch.nn.functional as F
@@ -22,9 +24,13 @@ class WeightStep:
     """Lower-level only: SGD on weights through the engine (masks, if any, stay fixed)."""
 
     two_streams = False
+    trains_weights = True
+    trains_scores = False
 
-    def __init__(self, engine, model, weight_params, store=None):
+    def __init__(self, engine, model, weight_params, store=None, score_opt=None, bip_cfg=None):
         self.engine, self.model, self.weights, self.store = engine, model, weight_params, store
+        # Never stepped (masks stay fixed); held so checkpoints of every masked run carry score_opt.
+        self.score_opt = score_opt
 
     def set_lrs(self, weight_lr, score_lr=None):
         for g in self.engine.weight_opt.param_groups:
@@ -55,8 +61,10 @@ class HydraStep:
     """Upper-level only: scores trained with weights frozen; one pass per iteration."""
 
     two_streams = False
+    trains_weights = False
+    trains_scores = True
 
-    def __init__(self, engine, model, weight_params, store, score_opt):
+    def __init__(self, engine, model, weight_params, store, score_opt, bip_cfg=None):
         self.engine, self.model, self.weights = engine, model, weight_params
         self.store, self.score_opt = store, score_opt
 

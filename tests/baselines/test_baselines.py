@@ -102,15 +102,13 @@ def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
     starts from the rewind weights under a mask nested in the previous round's."""
     from bip_dist.checkpoint.io import load_checkpoint
     from bip_dist.engine import LocalEngine
-    from bip_dist.trainers import callbacks_for, mask_preparer
     loop = use_fakes(monkeypatch, batches=4)
 
     def run(*overrides):
         cfg = run_cfg(tmp_path, "name=imp", "log.tensorboard=false", *overrides)
         engine = LocalEngine()
         seen = Start()
-        res = loop.train(cfg, engine, callbacks=[seen] + callbacks_for(cfg, engine),
-                         prepare_masks=mask_preparer(cfg))
+        res = loop.train(cfg, engine, callbacks=[seen] + loop.callbacks_for(cfg, engine))
         return Path(res["run_dir"]), seen
 
     class Start(Callback):
@@ -145,7 +143,8 @@ def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
 
 def test_omp_needs_source(tmp_path, monkeypatch):
     use_fakes(monkeypatch)
-    from bip_dist.trainers import mask_preparer
+    from bip_dist.engine import LocalEngine
+    from bip_dist.train.build import build_parts
     cfg = run_cfg(tmp_path, "mode=prune", "trainer=omp", "prune.layer_type=unstructured", "prune.k=0.5")
-    with pytest.raises(ValueError, match="source_net"):
-        mask_preparer(cfg)
+    with pytest.raises(ValueError, match="trainer 'omp' needs source_net"):
+        build_parts(cfg, LocalEngine(), 10)

@@ -17,6 +17,7 @@ import torch
 
 from bip_dist.models.registry import MODELS, register
 from bip_dist.train import loop
+from bip_dist.train.registry import TRAINERS
 from bip_dist.train.callbacks import Callback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -74,9 +75,9 @@ def use_fake_loaders():
 
 def overrides(out, trainer, *extra):
     """Config overrides of a short deterministic run of `trainer` (dense / hydra / bip) in `out`."""
-    pruned = trainer != "dense"
+    pruned = TRAINERS[trainer].prunes
     base = [f"out_dir={out}", "name=ck", "model.arch=ckptnet", f"trainer={trainer}",
-            f"mode={'prune' if pruned else 'pretrain'}", f"prune.layer_type={'unstructured' if pruned else 'dense'}",
+            f"prune.layer_type={'unstructured' if pruned else 'dense'}",
             "prune.k=0.5", "train.epochs=2", "train.progress=false", "train.deterministic=true",
             "train.log_every=100", "data.batch_size=8", "data.workers=0", "ckpt.every_steps=2",
             "optim.lr=0.05", "score_optim.lr=0.1", "bip.lr2=0.01"]

@@ -7,9 +7,9 @@ import torch
 from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
 from bip_dist.engine import LocalEngine
 from bip_dist.models import build_model
-from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
+from bip_dist.optim import weight_params
 from bip_dist.pruning import ScoreStore, make_prunable
-from bip_dist.train.bip_step import BipStep
+from bip_dist.train.registry import make_step
 
 
 def _setup(fused, implicit="reference", granularity="unstructured", k=0.3, seed=0):
@@ -18,12 +18,8 @@ def _setup(fused, implicit="reference", granularity="unstructured", k=0.3, seed=
     store = ScoreStore(model, k, granularity)
     store.init_scores("magnitude")
     store.refresh_mask()
-    engine = LocalEngine()
-    wp = weight_params(model)
-    wopt = weight_optimizer(wp, OptimConfig(lr=0.05))
-    sopt = FlatScoreSGD(store, ScoreOptimConfig(lr=0.1, weight_decay=1e-4))
-    engine.prepare(model, store, wopt)
-    step = BipStep(engine, model, wp, store, sopt, BipConfig(fused=fused, implicit=implicit, lr2=1e-2))
+    step = make_step("bip", LocalEngine(), model, store, OptimConfig(lr=0.05),
+                     ScoreOptimConfig(lr=0.1, weight_decay=1e-4), BipConfig(fused=fused, implicit=implicit, lr2=1e-2))
     return model, store, step
 
 

@@ -45,6 +45,9 @@ def test_overrides_keep_types():
     ("train:\n  epochs: 2.5\n", "train.epochs = 2.5 must be an integer"),
     ("data: 3\n", "data = 3 must be a mapping"),
     ("trainer: bip\n", "trainer 'bip' needs prune.layer_type other than 'dense'"),
+    ("trainer: bipp\n", "'trainer' = 'bipp' is not a known trainer; valid: dense,"),
+    ("mode: pretrain\ntrainer: hydra\nprune:\n  layer_type: unstructured\n",
+     "mode 'pretrain' disagrees with trainer 'hydra', which runs in mode 'prune'"),
     ("data:\n  root: ''\n", ".yaml: data.root = '' needs data.train_file and data.val_file"),
     ("data:\n  batch_size: 0\n", ".yaml: data.batch_size = 0 must be >= 1"),
     ("baseline:\n  save_rewind: 3x\n", "baseline.save_rewind = '3x': expected '<N>ep' or '<N>it'"),
@@ -55,6 +58,13 @@ def test_bad_input_one_line(tmp_path, text, needle):
         load_config(p)
     msg = str(e.value)
     assert needle in msg and str(p) in msg and "\n" not in msg
+
+
+def test_mode_is_the_trainers_when_omitted():
+    from bip_dist.train.registry import TRAINERS
+    for name, spec in TRAINERS.items():
+        layer = "unstructured" if spec.prunes else "dense"
+        assert load_config(None, [f"trainer={name}", f"prune.layer_type={layer}"]).mode == spec.mode
 
 
 def test_override_unknown_key():

@@ -1,7 +1,6 @@
 """Shared pieces of the 2-process tests: a BatchNorm-free prunable net, step builders, data shards, spawn.
 
-Configs are SimpleNamespaces with the schema's field names, so these tests do not depend on the data
-package that `bip_dist.config.schema` imports.
+Steps are built by the trainer registry's make_step, from the schema's config sections.
 """
 
 import os
@@ -12,10 +11,9 @@ import torch
 import torch.nn as nn
 
 from bip_dist.engine.dist_env import DistEnv
-from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
+from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
 from bip_dist.pruning import ScoreStore, make_prunable
-from bip_dist.train.bip_step import BipStep
-from bip_dist.train.steps import HydraStep, WeightStep
+from bip_dist.train.registry import TRAINERS, make_step
 
 WORLD = 2
 PER_RANK = 4     # batch per rank; the single-process reference sees WORLD * PER_RANK
@@ -48,28 +46,18 @@ def dist_cfg(grad_dtype="fp32", backend="ddp", ds_config="", check_masks=True, b
 
 
 def build(case, engine, seed=0):
-    """Model, store and step object of `case` on `engine` (mirrors bip_dist.train.build.build_parts)."""
+    """Model, store and step object of `case` on `engine` (the tiny net, pruned as build_parts would)."""
     trainer, fused, implicit, _ = CASES[case]
     torch.manual_seed(seed)
     model = tiny_net()
     store = None
-    if trainer != "dense":
+    if TRAINERS[trainer].prunes:
         make_prunable(model, "unstructured")
         store = ScoreStore(model, 0.3, "unstructured")
         store.init_scores("magnitude")
         store.refresh_mask()
-    wp = weight_params(model)
-    wopt = weight_optimizer(wp, NS(lr=0.05, momentum=0.9, weight_decay=1e-4, nesterov=False))
-    sopt = FlatScoreSGD(store, NS(lr=0.5, momentum=0.9, weight_decay=1e-4, nesterov=False)) if store else None
-    engine.prepare(model, store, wopt)
-    engine.broadcast_state()
-    if trainer == "bip":
-        step = BipStep(engine, model, wp, store, sopt, NS(fused=fused, implicit=implicit, lr2=1e-2))
-    elif trainer == "hydra":
-        step = HydraStep(engine, model, wp, store, sopt)
-    else:
-        step = WeightStep(engine, model, wp, store)
-    step.train_mode()
+    step = make_step(trainer, engine, model, store, OptimConfig(lr=0.05),
+                     ScoreOptimConfig(lr=0.5, weight_decay=1e-4), BipConfig(fused=fused, implicit=implicit, lr2=1e-2))
     return model, store, step
 
 
