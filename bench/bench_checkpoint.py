@@ -28,6 +28,7 @@ from bip_dist.config import load_config
 from bip_dist.engine import LocalEngine
 from bip_dist.engine.host_memory import keep_freed_memory
 from bip_dist.train.build import build_parts
+from bip_dist.train.state import TrainState
 
 
 def _iter(parts, batch):
@@ -63,7 +64,7 @@ def main(argv=None):
     parts.model.train()
     _iter(parts, batch)  # warm-up; also creates the weight momentum buffers
     loaders = SimpleNamespace(train=range(10 ** 6))
-    state = {"step": 0, "epoch": 0, "best_top1": -1.0}
+    state = TrainState()
     floats = sum(t.numel() for t in parts.model.state_dict().values() if t.is_floating_point())
     floats += sum(s["momentum_buffer"].numel() for s in engine.weight_opt_state()["state"].values())
     floats += parts.score_opt.buf.numel()
@@ -74,7 +75,7 @@ def main(argv=None):
         ck = Checkpointer(cfg, root / mode, engine)
         ck.async_save = mode == "async"
         for _ in range(args.reps):
-            state["step"] += 1
+            state.step += 1
             t0 = time.perf_counter()
             ck._save(state, parts, loaders)
             t1 = time.perf_counter()

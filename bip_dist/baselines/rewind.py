@@ -16,17 +16,17 @@ class RewindSaver(Callback):
         self.is_main = is_main
         self.parts, self.path = None, None
 
-    def on_start(self, state, parts, loaders):
-        self.parts, self.path = parts, Path(state["run_dir"]) / "rewind.pt"
+    def on_start(self, state, parts, loaders, run_dir):
+        self.parts, self.path = parts, Path(run_dir) / "rewind.pt"
         if self.n == 0:
             self._save(state)
 
     def on_step(self, state, out):
-        if self.unit == "it" and state["step"] == self.n:
+        if self.unit == "it" and state.step == self.n:
             self._save(state)
 
     def on_epoch_end(self, state, metrics):
-        if self.unit == "ep" and state["epoch"] == self.n:
+        if self.unit == "ep" and state.epoch == self.n:
             self._save(state)
 
     def _save(self, state):
@@ -34,7 +34,7 @@ class RewindSaver(Callback):
             return
         from bip_dist.checkpoint.io import save_atomic
         save_atomic({"model": self.parts.model.state_dict(), "meta": self.parts.meta,
-                     "state": {"step": state["step"], "epoch": state["epoch"]}}, self.path)
+                     "state": {"step": state.step, "epoch": state.epoch}}, self.path)
 
 
 def imp_schedule(targets, rate=0.2, tol=0.02):

@@ -90,7 +90,7 @@ def collect(cfg, state, parts, engine, data, weight_sd):
     """(tensors for DCP, extra for rank 0, this rank's own part) of the current training state;
     `weight_sd` is engine.weight_opt_state()."""
     flat = model_tensors(parts.model, engine.rank)
-    extra = {"format": FORMAT, "state": {k: v for k, v in state.items() if k != "run_dir"}, "data": data,
+    extra = {"format": FORMAT, "state": state.as_dict(), "data": data,
              "meta": parts.meta, "config": config_to_dict(cfg), "git_rev": git_revision(),
              "world_size": engine.world_size, "backend": type(engine).__name__}
     t, extra["weight_opt"] = optimizer_split(weight_sd, "weight_opt")
@@ -108,7 +108,7 @@ def collect(cfg, state, parts, engine, data, weight_sd):
 # --- restoring --------------------------------------------------------------------------------------
 def data_position(state, steps_per_epoch, batch_size, world_size):
     """Where both batch streams stand: they come from one sampler, so (epoch, step in epoch) suffices."""
-    return {"epoch": int(state["epoch"]), "step_in_epoch": int(state["step"] - state["epoch"] * steps_per_epoch),
+    return {"epoch": int(state.epoch), "step_in_epoch": int(state.step - state.epoch * steps_per_epoch),
             "steps_per_epoch": int(steps_per_epoch), "batch_size": int(batch_size), "world_size": int(world_size)}
 
 

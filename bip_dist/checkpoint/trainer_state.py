@@ -31,7 +31,7 @@ def training_state(cfg, state, parts, weight_sd):
         "model": parts.model.state_dict(),
         "weight_opt": weight_sd,
         "score_opt": parts.score_opt.state_dict() if parts.score_opt is not None else {},
-        "state": {k: v for k, v in state.items() if k != "run_dir"},
+        "state": state.as_dict(),
         "rng": rng_state(),
         "meta": parts.meta,
         "config": config_to_dict(cfg),
@@ -87,9 +87,9 @@ class Checkpointer:
         flat = dcp_io.load_flat(path)
         apply_model(parts.model, flat, mine)
         apply_optimizers(parts, flat, extra, self.engine)
-        state.update(extra["state"])
-        state["step"] = resume_step(extra.get("data"), state["step"], len(loaders.train),
-                                    self.cfg.data.batch_size, self.engine.world_size)
+        state.load(extra["state"])
+        state.step = resume_step(extra.get("data"), state.step, len(loaders.train),
+                                 self.cfg.data.batch_size, self.engine.world_size)
         if mine is not None:  # a rank the writing job did not have keeps its fresh-start generators
             set_rng_state(mine["rng"])
         return True
@@ -102,14 +102,14 @@ class Checkpointer:
         self.engine.load_weight_opt_state(ck["weight_opt"])
         if parts.score_opt is not None:
             parts.score_opt.load_state_dict(ck["score_opt"])
-        state.update(ck["state"])
+        state.load(ck["state"])
         set_rng_state(ck["rng"])
 
     # --- save ------------------------------------------------------------------------------------
     def _save(self, state, parts, loaders, best=False, weight_sd=None):
         self._finish(block=True)  # at most one save in flight
         e = self.engine
-        name = step_name(state["step"], state["epoch"])
+        name = step_name(state.step, state.epoch)
         tmp = self.layout.root / tmp_name(name)
         tmp.mkdir(parents=True, exist_ok=True)
         data = data_position(state, len(loaders.train), self.cfg.data.batch_size, e.world_size)
@@ -145,19 +145,19 @@ class Checkpointer:
     def maybe_save_step(self, state, parts, loaders):
         """Every `ckpt.every_steps` steps; skipped where save_epoch follows at once (epoch end, max_steps)."""
         self._finish(block=False)
-        if not self.every or state["step"] % self.every:
+        if not self.every or state.step % self.every:
             return
         spe = len(loaders.train)
-        if state["step"] - state["epoch"] * spe >= spe or state["step"] == self.cfg.train.max_steps:
+        if state.step - state.epoch * spe >= spe or state.step == self.cfg.train.max_steps:
             return
         self._save(state, parts, loaders)
 
     def save_epoch(self, state, parts, loaders, metrics, final=False):
         """At each epoch end (and at the run's end): a checkpoint, the `best` pointer, final.pt."""
         top1 = metrics.get("val_top1")
-        is_best = top1 is not None and top1 > state["best_top1"]
+        is_best = top1 is not None and top1 > state.best_top1
         if is_best:
-            state["best_top1"] = top1
+            state.best_top1 = top1
         weight_sd = self.engine.weight_opt_state()  # every rank: a collective under DeepSpeed
         self._save(state, parts, loaders, best=is_best, weight_sd=weight_sd)
         if final and self.engine.is_main:

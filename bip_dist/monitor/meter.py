@@ -12,10 +12,7 @@ import time
 import torch
 
 from bip_dist.train.callbacks import Callback
-
-# Keys averaged over the logging window (all plain floats or 0-dim tensors in the step dict).
-_MEAN_KEYS = ("loss_theta", "loss_score", "score_grad_norm", "mask_flips", "lr_theta", "lr_score",
-              "time_data", "time_theta", "time_score", "time_comm", "time_mask", "time_step")
+from bip_dist.train.metrics import LEVELS, WINDOW_MEANS, top1
 
 
 def peak_memory_mb(device):
@@ -52,7 +49,7 @@ class StepMeter(Callback):
         self._acc, self._steps = {}, 0
         self._epoch_t0, self._epoch_imgs, self._epoch_busy = time.perf_counter(), 0, 0.0
 
-    def on_start(self, state, parts, loaders):
+    def on_start(self, state, parts, loaders, run_dir):
         self._epoch_t0 = time.perf_counter()
         if torch.device(self.device).type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -62,16 +59,16 @@ class StepMeter(Callback):
         out["images_per_s"] = self.world * n / max(out.get("time_step", 0.0), 1e-9)
         self._epoch_imgs += n
         self._epoch_busy += out.get("time_step", 0.0)
-        for k in _MEAN_KEYS:
+        for k in WINDOW_MEANS:
             if k in out:
                 _add(self._acc, k, out[k])
-        for level in ("theta", "score"):
+        for level in LEVELS:
             if f"correct_{level}" in out:
                 _add(self._acc, f"correct_{level}", out[f"correct_{level}"])
                 _add(self._acc, f"n_{level}", out[f"n_{level}"])
         _add(self._acc, "images", n)
         self._steps += 1
-        self.fresh = state["step"] % self.every == 0
+        self.fresh = state.step % self.every == 0
         if self.fresh:
             self.last = self._flush()
             out["peak_mem_mb"] = self.last["peak_mem_mb"]
@@ -79,10 +76,10 @@ class StepMeter(Callback):
     def _flush(self):
         acc = {k: float(v) for k, v in self._acc.items()}  # the one sync per window
         steps = max(1, self._steps)
-        res = {k: acc[k] / steps for k in _MEAN_KEYS if k in acc}
-        for level in ("theta", "score"):
+        res = {k: acc[k] / steps for k in WINDOW_MEANS if k in acc}
+        for level in LEVELS:
             if f"n_{level}" in acc:
-                res[f"top1_{level}"] = 100.0 * acc[f"correct_{level}"] / max(1.0, acc[f"n_{level}"])
+                res[f"top1_{level}"] = top1(acc[f"correct_{level}"], acc[f"n_{level}"])
         res["images_per_s"] = self.world * acc["images"] / max(acc.get("time_step", 0.0), 1e-9)
         res["peak_mem_mb"] = peak_memory_mb(self.device)
         self._acc, self._steps = {}, 0

@@ -19,15 +19,15 @@ class ProgressBar(Callback):
         self.file = file or sys.stderr
         self.bar, self.spe, self.total = None, 0, 0
 
-    def on_start(self, state, parts, loaders):
+    def on_start(self, state, parts, loaders, run_dir):
         self.spe = len(loaders.train)
         self.total = min(self.max_steps or self.spe * self.epochs, self.spe * self.epochs)
         self._open(state)
 
     def _open(self, state):
         from tqdm import tqdm
-        done = state["step"] - state["epoch"] * self.spe  # resumed mid-epoch
-        self.bar = tqdm(total=self.spe, initial=done, desc=f"epoch {state['epoch'] + 1}/{self.epochs}",
+        done = state.step - state.epoch * self.spe  # resumed mid-epoch
+        self.bar = tqdm(total=self.spe, initial=done, desc=f"epoch {state.epoch + 1}/{self.epochs}",
                         file=self.file, dynamic_ncols=True, leave=True, unit="it")
 
     def on_step(self, state, out):
@@ -40,7 +40,7 @@ class ProgressBar(Callback):
             post = {"loss": f"{m.get('loss_' + level, 0.0):.3f}", "top1": f"{m.get('top1_' + level, 0.0):.1f}",
                     "img/s": f"{m['images_per_s']:.0f}"}
             if m.get("time_step"):  # whole-run ETA from the window's mean step time (eval excluded)
-                post["eta_run"] = _fmt_secs(max(0, self.total - state["step"]) * m["time_step"])
+                post["eta_run"] = _fmt_secs(max(0, self.total - state.step) * m["time_step"])
             self.bar.set_postfix(post, refresh=False)
 
     def on_epoch_end(self, state, metrics):

@@ -1,6 +1,6 @@
 """TensorBoard scalars of a run (rank 0), written to <run_dir>/tb/.
 
-Tags:
+Tags (the step-dict ones from bip_dist.train.metrics.TAGS):
   train/{loss,top1}_{theta,score}     window means of both BiP levels (theta: lower, score: upper)
   lr/{theta,score}                    learning rates
   mask/flip_rate, score/grad_norm     BiP's convergence signals (window means)
@@ -17,14 +17,7 @@ from pathlib import Path
 import torch
 
 from bip_dist.train.callbacks import Callback
-
-_TIME_TAGS = {"time_data": "time/data", "time_theta": "time/theta", "time_score": "time/score",
-              "time_comm": "time/comm", "time_mask": "time/mask", "time_step": "time/step"}
-_TRAIN_TAGS = {"loss_theta": "train/loss_theta", "top1_theta": "train/top1_theta",
-               "loss_score": "train/loss_score", "top1_score": "train/top1_score",
-               "lr_theta": "lr/theta", "lr_score": "lr/score", "mask_flips": "mask/flip_rate",
-               "score_grad_norm": "score/grad_norm", "images_per_s": "perf/images_per_s",
-               "peak_mem_mb": "perf/peak_mem_mb", **_TIME_TAGS}
+from bip_dist.train.metrics import TAGS
 
 
 @torch.no_grad()
@@ -50,25 +43,25 @@ class TensorBoardLog(Callback):
         self.meter, self.per_layer = meter, per_layer
         self.writer, self.store = None, None
 
-    def on_start(self, state, parts, loaders):
+    def on_start(self, state, parts, loaders, run_dir):
         from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is heavy
-        self.writer = SummaryWriter(log_dir=str(Path(state["run_dir"]) / "tb"))
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
         self.store = parts.store
         if self.store is not None:
-            self.writer.add_scalar("sparsity/global", global_sparsity(self.store), state["step"])
+            self.writer.add_scalar("sparsity/global", global_sparsity(self.store), state.step)
 
     def on_step(self, state, out):
         if not self.meter.fresh:
             return
-        step = state["step"]
-        for key, tag in _TRAIN_TAGS.items():
+        step = state.step
+        for key, tag in TAGS.items():
             if key in self.meter.last:
                 self.writer.add_scalar(tag, self.meter.last[key], step)
         if self.store is not None:
             self.writer.add_scalar("sparsity/global", global_sparsity(self.store), step)
 
     def on_epoch_end(self, state, metrics):
-        step = state["step"]
+        step = state.step
         for key in ("val_top1", "val_top5", "val_loss"):
             if key in metrics:
                 self.writer.add_scalar("val/" + key[4:], metrics[key], step)

@@ -1,25 +1,21 @@
-"""Loop observers with one signature: on_step(state, out) / on_epoch_end(state, metrics) / close()."""
+"""Loop observers with one signature: every hook gets the TrainState first.
+
+The loop calls, in order: on_start(state, parts, loaders, run_dir) once after any resume, on_step(state,
+out) after each iteration (out: the step dict, see train/metrics.py), on_epoch_end(state, metrics),
+on_error(state, exc) if the run stops on an exception, and close() always.
+"""
 
 import json
 import sys
 import time
 
-
-def scalarize(out):
-    """Turn a step's dict (tensors, counts, seconds) into plain floats: losses and top-1 in percent."""
-    res = {}
-    for level in ("theta", "score"):
-        if f"loss_{level}" in out:
-            res[f"loss_{level}"] = float(out[f"loss_{level}"])
-            res[f"top1_{level}"] = 100.0 * float(out[f"correct_{level}"]) / max(1, out[f"n_{level}"])
-    for k, v in out.items():
-        if k.startswith("time_") or k in ("mask_flips", "lr_theta", "lr_score", "images_per_s",
-                                          "score_grad_norm", "sparsity", "peak_mem_mb"):
-            res[k] = float(v)
-    return res
+from bip_dist.train.metrics import scalarize
 
 
 class Callback:
+    def on_start(self, state, parts, loaders, run_dir):
+        pass
+
     def on_step(self, state, out):
         pass
 
@@ -42,23 +38,23 @@ class MetricsLog(Callback):
         self.log = open(run_dir / "log.txt", "a", buffering=1)
 
     def on_step(self, state, out):
-        if state["step"] % self.every == 0:
-            rec = {"kind": "train", "step": state["step"], "epoch": state["epoch"], **scalarize(out)}
+        if state.step % self.every == 0:
+            rec = {"kind": "train", "step": state.step, "epoch": state.epoch, **scalarize(out)}
             self.jsonl.write(json.dumps(rec) + "\n")
 
     def on_epoch_end(self, state, metrics):
-        rec = {"kind": "epoch", "step": state["step"], "epoch": state["epoch"], "time": time.time(), **metrics}
+        rec = {"kind": "epoch", "step": state.step, "epoch": state.epoch, "time": time.time(), **metrics}
         self.jsonl.write(json.dumps(rec) + "\n")
         line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
                         if k not in ("kind", "time"))
         self.log.write(line + "\n")
-        print(f"[epoch {state['epoch']}] {line}", file=sys.stderr, flush=True)
+        print(f"[epoch {state.epoch}] {line}", file=sys.stderr, flush=True)
 
     def on_error(self, state, exc):
-        rec = {"kind": "error", "step": state["step"], "epoch": state["epoch"], "time": time.time(),
+        rec = {"kind": "error", "step": state.step, "epoch": state.epoch, "time": time.time(),
                "error": f"{type(exc).__name__}: {exc}"}
         self.jsonl.write(json.dumps(rec) + "\n")
-        self.log.write(f"step={state['step']} epoch={state['epoch']} stopped by {rec['error']}\n")
+        self.log.write(f"step={state.step} epoch={state.epoch} stopped by {rec['error']}\n")
 
     def close(self):
         self.jsonl.close()

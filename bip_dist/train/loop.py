@@ -13,9 +13,10 @@ from bip_dist.monitor import monitors_for
 from bip_dist.optim import LrSchedule
 from bip_dist.run_dir import prepare_run_dir
 from bip_dist.train.build import build_parts
-from bip_dist.train.registry import trainer_spec
 from bip_dist.train.callbacks import MetricsLog
 from bip_dist.train.evaluate import evaluate
+from bip_dist.train.registry import trainer_spec
+from bip_dist.train.state import TrainState
 
 
 def _lr_scale(cfg, world_size):
@@ -31,28 +32,34 @@ def callbacks_for(cfg, engine):
     return cbs + monitors_for(cfg, engine)
 
 
-def train(cfg, engine=None, callbacks=()):
-    """Run one stage (pretrain / prune / finetune) of `cfg`; returns the final metrics dict."""
+def train(cfg, engine=None, callbacks=(), make_loaders=None, make_checkpointer=None):
+    """Run one stage (pretrain / prune / finetune) of `cfg`; returns the final metrics dict.
+
+    `make_loaders` (signature of bip_dist.data.build_loaders) and `make_checkpointer` (of Checkpointer)
+    replace the real ones, for tests."""
     engine = engine or LocalEngine()
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True)
     run_dir = prepare_run_dir(cfg, write=engine.is_main)
     engine.barrier()
-    loaders = build_loaders(cfg.data, rank=engine.rank, world_size=engine.world_size, seed=cfg.seed,
-                            two_streams=trainer_spec(cfg.trainer).two_streams, device=str(engine.device))
-    parts = build_parts(cfg, engine, loaders.num_classes, )
+    loaders = (make_loaders or build_loaders)(cfg.data, rank=engine.rank, world_size=engine.world_size,
+                                              seed=cfg.seed, two_streams=trainer_spec(cfg.trainer).two_streams,
+                                              device=str(engine.device))
+    parts = build_parts(cfg, engine, loaders.num_classes)
     spe = len(loaders.train)
     scale = _lr_scale(cfg, engine.world_size)
     w_lr = LrSchedule(cfg.optim, cfg.optim.lr * scale, spe, cfg.train.epochs)
     s_lr = LrSchedule(cfg.score_optim, cfg.score_optim.lr * scale, spe, cfg.train.epochs)
-    state = {"step": 0, "epoch": 0, "best_top1": -1.0, "run_dir": str(run_dir)}
-    ckpt = Checkpointer(cfg, run_dir, engine)
+    state = TrainState()
+    ckpt = (make_checkpointer or Checkpointer)(cfg, run_dir, engine)
     ckpt.restore(state, parts, loaders)
     cbs = list(callbacks)
     if engine.is_main:
         # Last, so it records what monitors add to the step dict and epoch metrics (throughput, memory).
         cbs.append(MetricsLog(run_dir, cfg.train.log_every))
     try:
+        for cb in cbs:
+            cb.on_start(state, parts, loaders, run_dir)
         metrics = _run(cfg, engine, parts, loaders, state, ckpt, cbs, (w_lr, s_lr), spe)
     except BaseException as exc:
         for cb in cbs:
@@ -63,7 +70,7 @@ def train(cfg, engine=None, callbacks=()):
         for cb in cbs:
             cb.close()
     ckpt.close()
-    result = {"run_dir": str(run_dir), "step": state["step"], "epoch": state["epoch"], **metrics}
+    result = {"run_dir": str(run_dir), "step": state.step, "epoch": state.epoch, **metrics}
     if engine.is_main:
         # Written last: its presence tells sweeps and the demo that this stage finished.
         tmp = run_dir / "result.json.tmp"
@@ -76,37 +83,35 @@ def train(cfg, engine=None, callbacks=()):
 def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe):
     """The epochs from `state` on; returns the last evaluation's metrics."""
     w_lr, s_lr = lrs
-    for cb in cbs:
-        getattr(cb, "on_start", lambda *a: None)(state, parts, loaders)
     metrics = {}
     max_steps = cfg.train.max_steps or spe * cfg.train.epochs
-    while state["epoch"] < cfg.train.epochs and state["step"] < max_steps:
-        epoch = state["epoch"]
+    while state.epoch < cfg.train.epochs and state.step < max_steps:
+        epoch = state.epoch
         loaders.train.set_epoch(epoch)
-        loaders.train.set_start_step(state["step"] - epoch * spe)
+        loaders.train.set_start_step(state.step - epoch * spe)
         parts.model.train()
         t_prev = time.perf_counter()
         for batch in loaders.train:
             t_data = time.perf_counter() - t_prev
-            lr_t, lr_s = w_lr(state["step"]), s_lr(state["step"])
+            lr_t, lr_s = w_lr(state.step), s_lr(state.step)
             parts.step.set_lrs(lr_t, lr_s)
             out = parts.step(batch)
-            state["step"] += 1
+            state.step += 1
             out.update(time_data=t_data, lr_theta=lr_t, lr_score=lr_s)
             out["time_step"] = time.perf_counter() - t_prev
             for cb in cbs:
                 cb.on_step(state, out)
             ckpt.maybe_save_step(state, parts, loaders)
             t_prev = time.perf_counter()
-            if state["step"] >= max_steps:
+            if state.step >= max_steps:
                 break
-        finished = state["step"] - epoch * spe >= spe
+        finished = state.step - epoch * spe >= spe
         if finished:
-            state["epoch"] += 1
+            state.epoch += 1
             engine.sync_bn_stats(cfg.dist.bn_stats)
-        last = state["epoch"] >= cfg.train.epochs or state["step"] >= max_steps
+        last = state.epoch >= cfg.train.epochs or state.step >= max_steps
         metrics = {}
-        if last or (finished and state["epoch"] % cfg.train.eval_every == 0):
+        if last or (finished and state.epoch % cfg.train.eval_every == 0):
             metrics = evaluate(engine, engine.unwrap(), loaders.val)
             if parts.store is not None:
                 metrics["sparsity"] = parts.store.sparsity()

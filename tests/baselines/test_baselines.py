@@ -8,7 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "monitor"))
-from fake_loaders import run_cfg, use_fakes  # noqa: E402
+from fake_loaders import fake_train, run_cfg  # noqa: E402
 
 from bip_dist.baselines import apply_ranking, imp_ranking, imp_schedule, omp_ranking, random_ranking  # noqa: E402
 from bip_dist.models import build_model  # noqa: E402
@@ -102,17 +102,18 @@ def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
     starts from the rewind weights under a mask nested in the previous round's."""
     from bip_dist.checkpoint.io import load_checkpoint
     from bip_dist.engine import LocalEngine
-    loop = use_fakes(monkeypatch, batches=4)
+    from bip_dist.train.loop import callbacks_for
+    train = fake_train(monkeypatch, batches=4)
 
     def run(*overrides):
         cfg = run_cfg(tmp_path, "name=imp", "log.tensorboard=false", *overrides)
         engine = LocalEngine()
         seen = Start()
-        res = loop.train(cfg, engine, callbacks=[seen] + loop.callbacks_for(cfg, engine))
+        res = train(cfg, engine, callbacks=[seen] + callbacks_for(cfg, engine))
         return Path(res["run_dir"]), seen
 
     class Start(Callback):
-        def on_start(self, state, parts, loaders):
+        def on_start(self, state, parts, loaders, run_dir):
             self.weights = {n: m.weight.detach().clone() for n, m in parts.store.layers} if parts.store else {}
             self.mask = parts.store.mask.clone() if parts.store else None
 
@@ -142,7 +143,7 @@ def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
 
 
 def test_omp_needs_source(tmp_path, monkeypatch):
-    use_fakes(monkeypatch)
+    fake_train(monkeypatch)
     from bip_dist.engine import LocalEngine
     from bip_dist.train.build import build_parts
     cfg = run_cfg(tmp_path, "mode=prune", "trainer=omp", "prune.layer_type=unstructured", "prune.k=0.5")

@@ -15,8 +15,9 @@ from types import SimpleNamespace
 
 import torch
 
+from bip_dist.checkpoint.trainer_state import Checkpointer
 from bip_dist.models.registry import MODELS, register
-from bip_dist.train import loop
+from bip_dist.train.loop import train
 from bip_dist.train.registry import TRAINERS
 from bip_dist.train.callbacks import Callback
 
@@ -69,10 +70,6 @@ def build_loaders(data_cfg, rank=0, world_size=1, seed=0, two_streams=False, dev
                            val=val, num_classes=CLASSES)
 
 
-def use_fake_loaders():
-    loop.build_loaders = build_loaders
-
-
 def overrides(out, trainer, *extra):
     """Config overrides of a short deterministic run of `trainer` (dense / hydra / bip) in `out`."""
     pruned = TRAINERS[trainer].prunes
@@ -98,9 +95,9 @@ class Record(Callback):
     def __init__(self, path):
         self.path = path
 
-    def on_start(self, state, parts, loaders):
+    def on_start(self, state, parts, loaders, run_dir):
         opt = parts.step.engine.weight_opt_state()["state"]  # whole, also under DeepSpeed
-        torch.save({"step": state["step"], "epoch": state["epoch"],
+        torch.save({"step": state.step, "epoch": state.epoch,
                     "model": {k: v.clone() for k, v in parts.model.state_dict().items()},
                     "weight_opt": {i: s["momentum_buffer"].clone() for i, s in opt.items()},
                     "score_opt": parts.score_opt.buf.clone() if parts.score_opt is not None else None},
@@ -118,35 +115,27 @@ class CrashAt(Callback):
         self.step = step
 
     def on_step(self, state, out):
-        if self.step and state["step"] == self.step:
+        if self.step and state.step == self.step:
             raise Crash(f"crash at step {self.step}")
 
 
-class _Tracked(loop.Checkpointer if hasattr(loop, "Checkpointer") else object):
-    last = None
-
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
-        _Tracked.last = self
-
-
-def run(cfg, engine=None, crash_at=0, record=None):
+def run(cfg, engine=None, crash_at=0, record=None, callbacks=()):
     """train() with the fake loaders; returns the result dict, or None when CrashAt fired. After a crash
     a background write still in flight is waited for (not published): a process that dies leaves it
     unpublished too, and an in-process rerun must not race with its thread."""
-    use_fake_loaders()
-    orig = loop.Checkpointer
-    loop.Checkpointer = _Tracked
+    made = []
+
+    def checkpointer(*args):
+        made.append(Checkpointer(*args))
+        return made[-1]
     try:
-        cbs = [CrashAt(crash_at)] + ([Record(record)] if record else [])
-        return loop.train(cfg, engine, callbacks=cbs)
+        cbs = [CrashAt(crash_at)] + ([Record(record)] if record else []) + list(callbacks)
+        return train(cfg, engine, callbacks=cbs, make_loaders=build_loaders, make_checkpointer=checkpointer)
     except Crash:
-        pending = _Tracked.last.pending if _Tracked.last is not None else None
+        pending = made[-1].pending if made else None
         if pending is not None and pending[0] is not None:
             pending[0].result()
         return None
-    finally:
-        loop.Checkpointer = orig
 
 
 def final_state(run_dir):

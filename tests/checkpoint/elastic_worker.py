@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ckpt_helpers as H  # noqa: E402
 
 from bip_dist.engine import make_engine  # noqa: E402
-from bip_dist.train import loop  # noqa: E402
+from bip_dist.train.callbacks import Callback  # noqa: E402
 
 out, kill_at = sys.argv[1], int(sys.argv[2])
 attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
@@ -20,22 +20,15 @@ cfg = H.make_cfg(out, "bip", "ckpt.resume=auto", "train.epochs=3")
 engine = make_engine(cfg)
 
 
-class KillRank1:
-    def on_start(self, state, parts, loaders):
-        print(f"START rank={engine.rank} attempt={attempt} step={state['step']}", flush=True)
+class KillRank1(Callback):
+    def on_start(self, state, parts, loaders, run_dir):
+        print(f"START rank={engine.rank} attempt={attempt} step={state.step}", flush=True)
 
     def on_step(self, state, out):
-        if kill_at and attempt == 0 and engine.rank == 1 and state["step"] == kill_at:
+        if kill_at and attempt == 0 and engine.rank == 1 and state.step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def on_epoch_end(self, state, metrics):
-        pass
 
-    def close(self):
-        pass
-
-
-H.use_fake_loaders()
-res = loop.train(cfg, engine, callbacks=[KillRank1()])
+res = H.run(cfg, engine, callbacks=[KillRank1()])
 print(f"RESULT rank={engine.rank} attempt={attempt} step={res['step']}", flush=True)
 engine.shutdown()

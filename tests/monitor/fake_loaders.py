@@ -1,6 +1,7 @@
 """In-memory loaders with the interface of bip_dist.data.build_loaders, and a tiny model,
 so end-to-end runs of `train()` take seconds and need no dataset on disk."""
 
+import functools
 import os
 import sys
 from types import SimpleNamespace
@@ -42,9 +43,16 @@ def fake_build_loaders(batches=6, bs=16):
     return build
 
 
+def fake_train(monkeypatch, batches=6, bs=16):
+    """train() on in-memory loaders, with `tinynet` registered for this test only (a global registration
+    would add it to the registry-wide model tests)."""
+    from bip_dist.train.loop import train
+    monkeypatch.setitem(MODELS, "tinynet", TinyNet)
+    return functools.partial(train, make_loaders=fake_build_loaders(batches, bs))
+
+
 def use_fakes(monkeypatch, batches=6, bs=16):
-    """Patch the loop's loaders with in-memory ones and register `tinynet` for this test only (a global
-    registration would add it to the registry-wide model tests)."""
+    """As fake_train, for runs started elsewhere (the sweep's launcher): patches the loop's loaders."""
     import bip_dist.train.loop as loop
     monkeypatch.setitem(MODELS, "tinynet", TinyNet)
     monkeypatch.setattr(loop, "build_loaders", fake_build_loaders(batches, bs))

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fake_loaders import run_cfg, use_fakes
+from fake_loaders import fake_train, run_cfg
 
 from bip_dist.engine import LocalEngine
 from bip_dist.monitor import StepMeter, monitors_for
+from bip_dist.train.state import TrainState
 
 EXPECTED = ["train/loss_theta", "train/top1_theta", "train/loss_score", "train/top1_score", "lr/theta",
             "lr/score", "mask/flip_rate", "score/grad_norm", "time/data", "time/theta", "time/score",
@@ -19,11 +20,11 @@ EXPECTED = ["train/loss_theta", "train/top1_theta", "train/loss_score", "train/t
 
 @pytest.fixture
 def bip_run(tmp_path, monkeypatch, capsys):
-    loop = use_fakes(monkeypatch, batches=6)
+    train = fake_train(monkeypatch, batches=6)
     cfg = run_cfg(tmp_path, "name=mon", "mode=prune", "trainer=bip", "prune.layer_type=unstructured",
                   "prune.k=0.3", "prune.from_scratch=true", "train.progress=true")
     engine = LocalEngine()
-    result = loop.train(cfg, engine, callbacks=monitors_for(cfg, engine))
+    result = train(cfg, engine, callbacks=monitors_for(cfg, engine))
     return cfg, Path(result["run_dir"]), capsys.readouterr().err
 
 
@@ -57,7 +58,7 @@ def test_progress_and_metrics_file(bip_run):
 
 
 def test_monitors_off_and_other_ranks(tmp_path, monkeypatch):
-    use_fakes(monkeypatch)
+    fake_train(monkeypatch)
     cfg = run_cfg(tmp_path, "log.tensorboard=false")
     assert [type(c).__name__ for c in monitors_for(cfg, LocalEngine())] == ["StepMeter"]
 
@@ -68,9 +69,9 @@ def test_monitors_off_and_other_ranks(tmp_path, monkeypatch):
 
 def test_meter_window_means():
     meter = StepMeter(every=2, device="cpu", world_size=2)
-    state = {"step": 0}
+    state = TrainState()
     for i in range(4):
-        state["step"] += 1
+        state.step += 1
         out = {"loss_theta": torch.tensor(float(i)), "correct_theta": torch.tensor(i), "n_theta": 4,
                "time_step": 0.5, "time_theta": 0.25, "mask_flips": 0.1 * i}
         meter.on_step(state, out)
@@ -91,15 +92,15 @@ def test_crash_is_logged_and_monitors_flushed(tmp_path, monkeypatch):
 
     class Boom(Callback):
         def on_step(self, state, out):
-            if state["step"] == 5:
+            if state.step == 5:
                 raise FloatingPointError("loss is nan")
 
-    loop = use_fakes(monkeypatch, batches=6)
+    train = fake_train(monkeypatch, batches=6)
     cfg = run_cfg(tmp_path, "name=crash", "mode=prune", "trainer=hydra", "prune.layer_type=unstructured",
                   "prune.k=0.5", "prune.from_scratch=true")
     engine = LocalEngine()
     with pytest.raises(FloatingPointError):
-        loop.train(cfg, engine, callbacks=monitors_for(cfg, engine) + [Boom()])
+        train(cfg, engine, callbacks=monitors_for(cfg, engine) + [Boom()])
     run_dir = next(tmp_path.glob("crash/prune/*"))
     recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert recs[-1]["kind"] == "error" and recs[-1]["step"] == 5
