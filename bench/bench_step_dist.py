@@ -18,7 +18,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace as NS
 
 import torch
 import torch.distributed as dist
@@ -42,21 +41,19 @@ def selected(args):
 
 def make(method, args, env):
     """Engine, step and weight-parameter bytes of one method (the model as bip_dist.train.build makes it)."""
-    from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
+    from bip_dist.config.schema import BipConfig, DistConfig, OptimConfig, ScoreOptimConfig
     from bip_dist.models import build_model
     from bip_dist.optim import weight_params
     from bip_dist.pruning import ScoreStore, make_prunable
     from bip_dist.train.registry import TRAINERS, make_step
     label, backend, trainer, fused, gdtype = method
-    d = NS(backend=backend, bucket_mb=25.0, score_grad_dtype=gdtype, precision=args.precision,
-           channels_last=args.channels_last,
-           check_masks=False, sync_bn=False, deepspeed_config=str(ROOT / "configs/deepspeed/zero1.json"))
-    cfg = NS(dist=d, data=NS(batch_size=args.batch))
+    d = DistConfig(backend=backend, bucket_mb=25.0, score_grad_dtype=gdtype, precision=args.precision,
+                   channels_last=args.channels_last, deepspeed_config=str(ROOT / "configs/deepspeed/zero1.json"))
     if backend == "deepspeed":
         from bip_dist.engine.deepspeed_engine import DeepSpeedEngine as Engine
     else:
         from bip_dist.engine.ddp import DDPEngine as Engine
-    engine = Engine(env, cfg)
+    engine = Engine(d, args.batch, env)
     torch.manual_seed(0)
     model = build_model(args.arch, args.classes)
     prunes = TRAINERS[trainer].prunes

@@ -14,6 +14,7 @@ import typing
 from bip_dist.config.files import ConfigError, parse_value, read_config_file
 from bip_dist.config.schema import ExperimentConfig
 from bip_dist.fields import check_fields
+from bip_dist.train.registry import TRAINERS
 
 
 def _coerce(value, tp, key, src):
@@ -101,18 +102,13 @@ def load_config(path=None, overrides=()):
 
 def _default_mode(raw):
     """A config that names no mode runs in its trainer's."""
-    from bip_dist.train.registry import TRAINERS
     trainer = raw.get("trainer", ExperimentConfig.trainer)
     if "mode" not in raw and isinstance(trainer, str) and trainer in TRAINERS:
         raw["mode"] = TRAINERS[trainer].mode
 
 
 def _cross_check(cfg, src):
-    from bip_dist.train.registry import TRAINERS
-    spec = TRAINERS.get(cfg.trainer)
-    if spec is None:
-        raise ConfigError(f"{src}: 'trainer' = {cfg.trainer!r} is not a known trainer; "
-                          f"valid: {', '.join(TRAINERS)}")
+    spec = TRAINERS[cfg.trainer]  # a known name: checked against the schema's choices
     if cfg.mode != spec.mode:
         raise ConfigError(f"{src}: mode '{cfg.mode}' disagrees with trainer '{cfg.trainer}', which runs in "
                           f"mode '{spec.mode}' (set mode: {spec.mode}, or omit it)")
@@ -122,7 +118,7 @@ def _cross_check(cfg, src):
     if not spec.prunes and pruned:
         raise ConfigError(f"{src}: trainer '{cfg.trainer}' trains no mask; set prune.layer_type: dense "
                           f"(got {cfg.prune.layer_type!r})")
-    # BiP and HYDRA prune a trained model; a forgotten source_net would silently prune random weights.
+    # Trainers that learn the mask prune a trained model; a forgotten source_net would prune random weights.
     if spec.trains_scores and not cfg.source_net and not cfg.prune.from_scratch:
         raise ConfigError(f"{src}: trainer '{cfg.trainer}' with source_net = '' would prune random weights; "
                           f"set source_net to the pretrained model, or prune.from_scratch: true")

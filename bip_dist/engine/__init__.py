@@ -10,17 +10,16 @@ def make_engine(cfg):
     """LocalEngine for one process; the distributed engine of `cfg.dist.backend` under torchrun."""
     from bip_dist.engine.dist_env import DistEnv
     env = DistEnv.from_environ()
-    device = env.device()
-    if device == "cpu":
+    if env.device() == "cpu":
         from bip_dist.engine.host_memory import keep_freed_memory
         keep_freed_memory()
     if env.world_size == 1 and cfg.dist.backend == "ddp":
-        return LocalEngine(device, cfg.dist.precision, cfg.dist.channels_last)
-    if cfg.dist.backend == "deepspeed":
-        from bip_dist.engine.deepspeed_engine import DeepSpeedEngine
-        return DeepSpeedEngine(env, cfg)
-    from bip_dist.engine.ddp import DDPEngine
-    return DDPEngine(env, cfg)
+        engine = LocalEngine
+    elif cfg.dist.backend == "deepspeed":
+        from bip_dist.engine.deepspeed_engine import DeepSpeedEngine as engine
+    else:
+        from bip_dist.engine.ddp import DDPEngine as engine
+    return engine(cfg.dist, cfg.data.batch_size, env)
 
 
 __all__ = ["LocalEngine", "make_engine"]

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from bip_dist.engine.dist_env import DistEnv
 from bip_dist.engine.local import LocalEngine
 from bip_dist.engine.score_reducer import ScoreGradReducer
 
@@ -45,6 +46,27 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def nbytes(tensors):
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class _Comm:
+    """Adds a block's wall time, and the size of the tensors passed to `sent`, to the engine's counters."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def sent(self, *tensors):
+        self.engine.comm_bytes += nbytes(tensors)
+
+    def __exit__(self, *exc):
+        self.engine.comm_seconds += time.perf_counter() - self.t0
+
+
 def score_names(model):
     """Fully qualified names of score parameters and mask buffers (excluded from DDP)."""
     names = [n for n, _ in model.named_parameters() if n.endswith("scores")]
@@ -52,11 +74,12 @@ def score_names(model):
 
 
 class DDPEngine(LocalEngine):
-    """One process per device; rank and world size come from `env` (bip_dist.engine.dist_env.DistEnv)."""
+    """One process per device; rank and world size come from `env` (default: DistEnv.from_environ())."""
 
-    def __init__(self, env, cfg):
-        super().__init__(env.device(), cfg.dist.precision, cfg.dist.channels_last)
-        self.env, self.dist_cfg = env, cfg.dist
+    def __init__(self, dist, micro_batch, env=None):
+        env = env or DistEnv.from_environ()
+        super().__init__(dist, micro_batch, env)
+        self.env = env
         self.rank, self.world_size, self.is_main = env.rank, env.world_size, env.is_main
         init_process_group(env)
         self.reducer = None
@@ -86,8 +109,7 @@ class DDPEngine(LocalEngine):
                                bucket_cap_mb=self.dist_cfg.bucket_mb, **no_sync)
         ignored = set(score_names(model))
         # DDP all-reduces the gradient of every parameter it holds once per theta backward.
-        self.theta_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
-                               if n not in ignored and p.requires_grad)
+        self.theta_bytes = nbytes(p for n, p in model.named_parameters() if n not in ignored and p.requires_grad)
 
     def _state_tensors(self):
         skip = set(score_names(self.model))
@@ -97,15 +119,14 @@ class DDPEngine(LocalEngine):
     @torch.no_grad()
     def broadcast_state(self):
         """Every rank takes rank 0's weights and buffers (coalesced), scores and mask (one call each)."""
-        t0 = time.perf_counter()
-        tensors = self._state_tensors()
-        dist._broadcast_coalesced(dist.group.WORLD, tensors, _BROADCAST_BUCKET, 0)
-        self.comm_bytes += sum(t.numel() * t.element_size() for t in tensors)
-        if self.store is not None:
-            for flat in (self.store.scores, self.store.mask):
-                dist.broadcast(flat, 0)
-                self.comm_bytes += flat.numel() * flat.element_size()
-        self.comm_seconds += time.perf_counter() - t0
+        with _Comm(self) as comm:
+            tensors = self._state_tensors()
+            dist._broadcast_coalesced(dist.group.WORLD, tensors, _BROADCAST_BUCKET, 0)
+            comm.sent(*tensors)
+            if self.store is not None:
+                for flat in (self.store.scores, self.store.mask):
+                    dist.broadcast(flat, 0)
+                    comm.sent(flat)
 
     @torch.no_grad()
     def sync_bn_stats(self, mode):
@@ -117,17 +138,16 @@ class DDPEngine(LocalEngine):
                 for b in (m.running_mean, m.running_var) if b is not None]
         if not bufs:
             return
-        t0 = time.perf_counter()
-        flat = _flatten_dense_tensors(bufs)
-        if mode == "reduce":
-            dist.all_reduce(flat)
-            flat /= self.world_size
-        else:
-            dist.broadcast(flat, 0)
-        for b, v in zip(bufs, _unflatten_dense_tensors(flat, bufs)):
-            b.copy_(v)
-        self.comm_bytes += flat.numel() * flat.element_size()
-        self.comm_seconds += time.perf_counter() - t0
+        with _Comm(self) as comm:
+            flat = _flatten_dense_tensors(bufs)
+            if mode == "reduce":
+                dist.all_reduce(flat)
+                flat /= self.world_size
+            else:
+                dist.broadcast(flat, 0)
+            for b, v in zip(bufs, _unflatten_dense_tensors(flat, bufs)):
+                b.copy_(v)
+            comm.sent(flat)
 
     # --- passes ----------------------------------------------------------------------------------
     def backward_theta(self, loss):
@@ -151,20 +171,18 @@ class DDPEngine(LocalEngine):
         tensors = [t for t in tensors if t is not None]
         if not tensors:
             return
-        t0 = time.perf_counter()
-        flat = _flatten_dense_tensors(tensors)
-        dist.all_reduce(flat)
-        flat.div_(self.world_size)
-        torch._foreach_copy_(tensors, _unflatten_dense_tensors(flat, tensors))
-        self.comm_bytes += flat.numel() * flat.element_size()
-        self.comm_seconds += time.perf_counter() - t0
+        with _Comm(self) as comm:
+            flat = _flatten_dense_tensors(tensors)
+            dist.all_reduce(flat)
+            flat.div_(self.world_size)
+            torch._foreach_copy_(tensors, _unflatten_dense_tensors(flat, tensors))
+            comm.sent(flat)
 
     def all_reduce_sum(self, tensor):
         """Sum across ranks (returns the same tensor, reduced in place)."""
-        t0 = time.perf_counter()
-        dist.all_reduce(tensor)
-        self.comm_bytes += tensor.numel() * tensor.element_size()
-        self.comm_seconds += time.perf_counter() - t0
+        with _Comm(self) as comm:
+            dist.all_reduce(tensor)
+            comm.sent(tensor)
         return tensor
 
     def check_masks(self):

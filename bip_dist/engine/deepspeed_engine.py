@@ -1,7 +1,7 @@
 """DeepSpeed (ZeRO stage 1 / 2) for the theta optimizer; scores through the same bucketed reducer as DDP.
 
 `dist.backend: deepspeed` with `dist.deepspeed_config` pointing at a JSON (configs/deepspeed/zero1.json,
-zero2.json). The JSON's micro batch is replaced by `data.batch_size` and the gradient-accumulation steps
+zero2.json). The JSON's micro batch is replaced by the engine's `micro_batch` (data.batch_size) and the gradient-accumulation steps
 forced to 1, so the same experiment config means the same global batch under either backend.
 
 What DeepSpeed manages: the weights, biases and BatchNorm parameters (the torch SGD built by the trainer,
@@ -21,7 +21,8 @@ import os
 
 import torch
 
-from bip_dist.engine.ddp import DDPEngine, init_process_group
+from bip_dist.engine.ddp import DDPEngine, init_process_group, nbytes
+from bip_dist.engine.dist_env import DistEnv
 
 
 def load_ds_config(path, micro_batch):
@@ -44,12 +45,13 @@ def load_ds_config(path, micro_batch):
 class DeepSpeedEngine(DDPEngine):
     """DDPEngine's collectives and score reducer, DeepSpeed's engine for the theta pass."""
 
-    def __init__(self, env, cfg):
+    def __init__(self, dist, micro_batch, env=None):
         if not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        env = env or DistEnv.from_environ()
         init_process_group(env)  # gloo / nccl as chosen by DistEnv; DeepSpeed reuses the default group
-        super().__init__(env, cfg)
-        self.ds_conf = load_ds_config(cfg.dist.deepspeed_config, cfg.data.batch_size)
+        super().__init__(dist, micro_batch, env)
+        self.ds_conf = load_ds_config(dist.deepspeed_config, micro_batch)
         self.stage = self.ds_conf.get("zero_optimization", {}).get("stage", 0)
 
     def _wrap_theta(self, model):
@@ -73,7 +75,7 @@ class DeepSpeedEngine(DDPEngine):
         self.weight_opt = opt
         self.weights = weights
         # Weight-gradient traffic per step: all-reduce (stage 1) or reduce-scatter (stage 2) of every weight.
-        self.theta_bytes = sum(p.numel() * p.element_size() for p in weights)
+        self.theta_bytes = nbytes(weights)
         if self.store is not None:
             # initialize may have re-pointed parameter storage; the store's views must still be the params
             for p, (a, b) in zip(self.store.params, zip(self.store.offsets[:-1], self.store.offsets[1:])):

@@ -5,18 +5,25 @@ import time
 
 import torch
 
+from bip_dist.config.schema import DistConfig
+
 
 class LocalEngine:
-    """One process, one device. Distributed engines subclass this and override the marked hooks."""
+    """One process, one device. Distributed engines subclass this and override the marked hooks.
+
+    Every engine is built as Engine(dist, micro_batch, env): `dist` is the config's dist section,
+    `micro_batch` the per-rank batch (data.batch_size), `env` the process's DistEnv (None: here one process
+    on the CPU; the distributed engines read it from the environment)."""
 
     rank = 0
     world_size = 1
     is_main = True
 
-    def __init__(self, device="cpu", precision="fp32", channels_last=False):
-        self.device = torch.device(device)
-        self.precision = precision
-        self.channels_last = channels_last
+    def __init__(self, dist=DistConfig(), micro_batch=0, env=None):
+        self.dist_cfg, self.micro_batch = dist, micro_batch
+        self.device = torch.device(env.device() if env is not None else "cpu")
+        self.precision = dist.precision
+        self.channels_last = dist.channels_last
         self.comm_seconds = 0.0
         self.comm_bytes = 0
 

@@ -45,7 +45,7 @@ def test_overrides_keep_types():
     ("train:\n  epochs: 2.5\n", "train.epochs = 2.5 must be an integer"),
     ("data: 3\n", "data = 3 must be a mapping"),
     ("trainer: bip\n", "trainer 'bip' needs prune.layer_type other than 'dense'"),
-    ("trainer: bipp\n", "'trainer' = 'bipp' is not a known trainer; valid: dense,"),
+    ("trainer: bipp\n", "'trainer' = 'bipp' is not one of dense,"),
     ("mode: pretrain\ntrainer: hydra\nprune:\n  layer_type: unstructured\n",
      "mode 'pretrain' disagrees with trainer 'hydra', which runs in mode 'prune'"),
     ("data:\n  root: ''\n", ".yaml: data.root = '' needs data.train_file and data.val_file"),

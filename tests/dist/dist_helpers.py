@@ -5,13 +5,12 @@ Steps are built by the trainer registry's make_step, from the schema's config se
 
 import os
 import socket
-from types import SimpleNamespace as NS
 
 import torch
 import torch.nn as nn
 
 from bip_dist.engine.dist_env import DistEnv
-from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
+from bip_dist.config.schema import BipConfig, DistConfig, OptimConfig, ScoreOptimConfig
 from bip_dist.pruning import ScoreStore, make_prunable
 from bip_dist.train.registry import TRAINERS, make_step
 
@@ -39,10 +38,9 @@ def tiny_net():
 
 
 def dist_cfg(grad_dtype="fp32", backend="ddp", ds_config="", check_masks=True, bucket_mb=0.0005):
-    """A stand-in for ExperimentConfig with the keys the engines read. Tiny buckets: several per model."""
-    d = NS(backend=backend, bucket_mb=bucket_mb, score_grad_dtype=grad_dtype, precision="fp32",
-           channels_last=False, check_masks=check_masks, sync_bn=False, deepspeed_config=ds_config)
-    return NS(dist=d, data=NS(batch_size=PER_RANK))
+    """The dist section the engines read. Tiny buckets: several per model."""
+    return DistConfig(backend=backend, bucket_mb=bucket_mb, score_grad_dtype=grad_dtype, check_masks=check_masks,
+                      deepspeed_config=ds_config)
 
 
 def build(case, engine, seed=0):
@@ -125,7 +123,7 @@ def ddp_worker(rank, port, outdir, cases):
     res = {}
     engine = None
     for case in cases:
-        engine = DDPEngine(env, dist_cfg(CASES[case][3]))
+        engine = DDPEngine(dist_cfg(CASES[case][3]), PER_RANK, env)
         res[case] = run(case, engine, rank, WORLD)
         if engine.reducer is not None:
             res[case]["buckets"] = len(engine.reducer.buckets)
@@ -144,7 +142,7 @@ def deepspeed_worker(rank, port, outdir, cases, ds_config):
     res = {}
     engine = None
     for case in cases:
-        engine = DeepSpeedEngine(env, dist_cfg(CASES[case][3], "deepspeed", ds_config))
+        engine = DeepSpeedEngine(dist_cfg(CASES[case][3], "deepspeed", ds_config), PER_RANK, env)
         try:
             res[case] = run(case, engine, rank, WORLD)
         except ValueError as e:  # refused combinations are raised on every rank before any collective

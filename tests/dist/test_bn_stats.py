@@ -22,21 +22,17 @@ def _stats(model):
 
 
 def _worker(rank, port, outdir):
+    from bip_dist.config.schema import OptimConfig
     from bip_dist.engine.ddp import DDPEngine
-    from bip_dist.optim import weight_optimizer, weight_params
-    from bip_dist.train.steps import WeightStep
+    from bip_dist.train.registry import make_step
     env = H.env_for(rank, port)
     torch.set_num_threads(1)
-    engine = DDPEngine(env, H.dist_cfg())
+    engine = DDPEngine(H.dist_cfg(), H.PER_RANK, env)
     out = {}
     for mode in ("local", "reduce", "broadcast"):
         torch.manual_seed(0)
         model = _bn_net()
-        wp = weight_params(model)
-        engine.prepare(model, None, weight_optimizer(wp, H.NS(lr=0.05, momentum=0.9, weight_decay=0.0,
-                                                               nesterov=False)))
-        engine.broadcast_state()
-        step = WeightStep(engine, model, wp, None)
+        step = make_step("dense", engine, model, None, OptimConfig(lr=0.05, weight_decay=0.0), None, None)
         model.train()
         for b in H.batches(False):
             x, y = H.shard(b, rank, H.WORLD)

@@ -3,20 +3,18 @@ rank's shard, the mask-hash check on every refresh, and a result line per rank. 
 
 import os
 import sys
-from types import SimpleNamespace as NS
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dist_helpers as H  # noqa: E402
 
+from bip_dist.config.schema import DataConfig, ExperimentConfig  # noqa: E402
 from bip_dist.engine import make_engine  # noqa: E402
 
 
 def main():
-    cfg = H.dist_cfg()
-    cfg.dist.backend = sys.argv[1] if len(sys.argv) > 1 else "ddp"
-    cfg.dist.deepspeed_config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "deepspeed",
-                                             "zero1.json")
-    engine = make_engine(NS(dist=cfg.dist, data=cfg.data))
+    ds_config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "deepspeed", "zero1.json")
+    dist = H.dist_cfg(backend=sys.argv[1] if len(sys.argv) > 1 else "ddp", ds_config=ds_config)
+    engine = make_engine(ExperimentConfig(dist=dist, data=DataConfig(batch_size=H.PER_RANK)))
     out = H.run("bip_fused", engine, engine.rank, engine.world_size)  # check_masks is on in dist_cfg
     print(f"RESULT rank={engine.rank} world={engine.world_size} engine={type(engine).__name__} "
           f"hash={out['hash']!r}", flush=True)
