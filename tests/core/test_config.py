@@ -45,7 +45,7 @@ def test_overrides_keep_types():
     ("train:\n  epochs: 2.5\n", "train.epochs = 2.5 must be an integer"),
     ("data: 3\n", "data = 3 must be a mapping"),
     ("trainer: bip\n", "trainer 'bip' needs prune.layer_type other than 'dense'"),
-    ("trainer: bipp\n", "'trainer' = 'bipp' is not one of dense,"),
+    ("trainer: bipp\n", "trainer = 'bipp' is not one of dense,"),
     ("mode: pretrain\ntrainer: hydra\nprune:\n  layer_type: unstructured\n",
      "mode 'pretrain' disagrees with trainer 'hydra', which runs in mode 'prune'"),
     ("data:\n  root: ''\n", ".yaml: data.root = '' needs data.train_file and data.val_file"),
@@ -63,8 +63,9 @@ def test_bad_input_one_line(tmp_path, text, needle):
 def test_mode_is_the_trainers_when_omitted():
     from bip_dist.train.registry import TRAINERS
     for name, spec in TRAINERS.items():
-        layer = "unstructured" if spec.prunes else "dense"
-        assert load_config(None, [f"trainer={name}", f"prune.layer_type={layer}"]).mode == spec.mode
+        sets = [f"trainer={name}", f"prune.layer_type={'unstructured' if spec.prunes else 'dense'}"]
+        sets += ["prune.from_scratch=true"] if spec.trains_scores else []
+        assert load_config(None, sets).mode == spec.mode
 
 
 def test_override_unknown_key():

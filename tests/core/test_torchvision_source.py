@@ -20,7 +20,7 @@ def test_torchvision_resnet50_state_dict_starts_bip(tmp_path):
     path = tmp_path / "resnet50_torchvision.pt"
     torch.save(src, path)
     cfg = load_config(CONFIG, [f"source_net={path}", "prune.k=0.5"])
-    parts = build_parts(cfg, LocalEngine("cpu"), num_classes=1000)
+    parts = build_parts(cfg, LocalEngine(), num_classes=1000)
 
     own = parts.model.state_dict()
     for key, value in src.items():
