@@ -118,8 +118,8 @@ def _cross_check(cfg, src):
     if not spec.prunes and pruned:
         raise ConfigError(f"{src}: trainer '{cfg.trainer}' trains no mask; set prune.layer_type: dense "
                           f"(got {cfg.prune.layer_type!r})")
-    # BiP and HYDRA prune a trained model; a forgotten source_net would silently prune random weights.
-    if spec.learns_scores and not cfg.source_net and not cfg.prune.from_scratch:
+    # Trainers that learn the mask prune a trained model; a forgotten source_net would prune random weights.
+    if spec.trains_scores and not cfg.source_net and not cfg.prune.from_scratch:
         raise ConfigError(f"{src}: trainer '{cfg.trainer}' with source_net = '' would prune random weights; "
                           f"set source_net to the pretrained model, or prune.from_scratch: true")
     if cfg.prune.from_scratch and cfg.source_net:

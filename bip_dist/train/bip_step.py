@@ -18,9 +18,9 @@ from bip_dist.train.steps import count_correct, set_requires_grad
 
 
 class BipStep:
-    learns_scores = True
     two_streams = True
     trains_weights = True
+    trains_scores = True
 
     def __init__(self, engine, model, weight_params, store, score_opt, bip_cfg):
         self.engine, self.model, self.weights = engine, model, weight_params

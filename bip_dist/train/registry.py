@@ -28,9 +28,9 @@ class TrainerSpec:
         return self.step.two_streams
 
     @property
-    def learns_scores(self):
-        """Whether the trainer learns scores (and so prunes whatever weights it starts from)."""
-        return self.step.learns_scores
+    def trains_scores(self):
+        """Whether each iteration learns the mask (updates the scores)."""
+        return self.step.trains_scores
 
     @property
     def trains_weights(self):

@@ -23,9 +23,9 @@ def count_correct(logits, y):
 class WeightStep:
     """Lower-level only: SGD on weights through the engine (masks, if any, stay fixed)."""
 
-    learns_scores = False
     two_streams = False
     trains_weights = True
+    trains_scores = False
 
     def __init__(self, engine, model, weight_params, store=None, score_opt=None, bip_cfg=None):
         self.engine, self.model, self.weights, self.store = engine, model, weight_params, store
@@ -60,9 +60,9 @@ class WeightStep:
 class HydraStep:
     """Upper-level only: scores trained with weights frozen; one pass per iteration."""
 
-    learns_scores = True
     two_streams = False
     trains_weights = False
+    trains_scores = True
 
     def __init__(self, engine, model, weight_params, store, score_opt, bip_cfg=None):
         self.engine, self.model, self.weights = engine, model, weight_params

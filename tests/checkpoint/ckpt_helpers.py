@@ -78,7 +78,7 @@ def overrides(out, trainer, *extra):
             "prune.k=0.5", "train.epochs=2", "train.progress=false", "train.deterministic=true",
             "train.log_every=100", "data.batch_size=8", "data.workers=0", "ckpt.every_steps=2",
             "optim.lr=0.05", "score_optim.lr=0.1", "bip.lr2=0.01"]
-    if trainer in ("bip", "hydra") and not any(e.startswith("source_net=") for e in extra):
+    if TRAINERS[trainer].trains_scores and not any(e.startswith("source_net=") for e in extra):
         base.append("prune.from_scratch=true")  # these runs test checkpoints, not a pretrained start
     return base + list(extra)
 

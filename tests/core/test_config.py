@@ -63,8 +63,8 @@ def test_bad_input_one_line(tmp_path, text, needle):
 def test_mode_is_the_trainers_when_omitted():
     from bip_dist.train.registry import TRAINERS
     for name, spec in TRAINERS.items():
-        layer = "unstructured" if spec.prunes else "dense"
-        sets = [f"trainer={name}", f"prune.layer_type={layer}"] + (["prune.from_scratch=true"] if spec.learns_scores else [])
+        sets = [f"trainer={name}", f"prune.layer_type={'unstructured' if spec.prunes else 'dense'}"]
+        sets += ["prune.from_scratch=true"] if spec.trains_scores else []
         assert load_config(None, sets).mode == spec.mode
 
 
