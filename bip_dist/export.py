@@ -24,12 +24,12 @@ def plain_state_dict(state):
 
 
 def export_checkpoint(ckpt, out_path, report_path=None):
-    """Write the plain state_dict of checkpoint dict `ckpt` (with `model` and `meta`) and its sparsity
+    """Write the plain state_dict of checkpoint dict `ckpt` (`model`, optional `meta`) and its sparsity
     report (computed from the exported zeros); returns the report."""
     plain = plain_state_dict(ckpt["model"])
     torch.save(plain, out_path)
     rep = sparsity_report(plain, from_zeros=True)
-    rep["meta"] = ckpt.get("meta", {})
+    rep["meta"] = ckpt.get("meta") or {}
     if report_path is not None:
         import json
         with open(report_path, "w") as f:

@@ -16,17 +16,18 @@ from bip_dist.data.config import DEFAULT_SIZE
 
 
 def load_masked(path):
-    """The prunable model of a bip-dist checkpoint (final.pt / step_*.pt / best.pt), in eval mode."""
-    from bip_dist.checkpoint.io import load_checkpoint
+    """The prunable model of a bip-dist checkpoint (any path checkpoint.locate accepts), in eval mode."""
+    from bip_dist.checkpoint.consolidate import load_model
     from bip_dist.models import build_model
     from bip_dist.pruning import make_prunable
-    ck = load_checkpoint(path)
-    if not (isinstance(ck, dict) and "model" in ck and "meta" in ck):
-        raise ValueError(f"{path}: not a bip-dist training checkpoint (needs 'model' and 'meta')")
+    ck = load_model(path)
     meta = ck["meta"]
+    if meta is None:
+        raise ValueError(f"{ck['path']}: a bare state_dict; compact export needs a bip-dist checkpoint "
+                         "(its 'meta' names the architecture)")
     if meta.get("layer_type") not in ("filter", "channel"):
-        raise ValueError(f"{path}: layer_type is {meta.get('layer_type')!r}; compact export needs a filter- "
-                         "or channel-pruned run")
+        raise ValueError(f"{ck['path']}: layer_type is {meta.get('layer_type')!r}; compact export needs a "
+                         "filter- or channel-pruned run")
     model = make_prunable(build_model(meta["arch"], meta["num_classes"]), meta["layer_type"])
     model.load_state_dict(ck["model"])
     return model.eval(), meta
@@ -53,7 +54,8 @@ def export_compact(masked, out_path, input_size=(3, 32, 32), batch=32, reps=20, 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="bip-compact", description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", help="checkpoint of a filter- or channel-pruned run (e.g. its final.pt)")
+    p.add_argument("checkpoint", help="a filter- or channel-pruned run: its run folder (final.pt, else the "
+                   "newest checkpoint), a checkpoint folder or final.pt")
     p.add_argument("--out", required=True, help="where to write the compact model (.pt2, torch.export)")
     p.add_argument("--input-size", type=int, default=None,
                    help="image side the model runs at (default: the run's dataset's native size, e.g. 32 "

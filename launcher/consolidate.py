@@ -11,18 +11,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="bip-consolidate", description="Write the model state_dict (weights, "
                                 "scores, masks) of a checkpoint folder, single-file checkpoint or run folder "
                                 "as one torch.save file.")
-    p.add_argument("ckpt", help="checkpoints/step_* folder, final.pt, or a run folder (newest checkpoint)")
+    p.add_argument("ckpt", help="checkpoint folder, final.pt, checkpoints/ folder, or a run folder (its "
+                   "final.pt, else its newest checkpoint)")
     p.add_argument("--out", required=True, help="output .pt file")
     p.add_argument("--with-meta", action="store_true", help="write {'model': ..., 'meta': ...} instead of "
                    "the bare state_dict (what bip-export and source_net accept with the hand-over checks)")
     args = p.parse_args(argv)
     import torch
-    from bip_dist.checkpoint.consolidate import consolidate, read_meta, resolve
+    from bip_dist.checkpoint.consolidate import load_model
     from bip_dist.checkpoint.io import save_atomic
     try:
-        src = resolve(args.ckpt)
-        state = consolidate(src)
-        obj = {"model": state, "meta": read_meta(src)} if args.with_meta else state
+        ck = load_model(args.ckpt)
+        src, state = ck["path"], ck["model"]
+        obj = {"model": state, "meta": ck["meta"] or {}} if args.with_meta else state
     except (FileNotFoundError, ValueError) as e:
         print(f"bip-consolidate: {e}", file=sys.stderr)
         return 2

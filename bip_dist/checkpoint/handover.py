@@ -4,11 +4,9 @@ A checkpoint carries `meta` (arch, dataset, num_classes, layer_type, k). Loading
 one line naming the field that differs, because a silently mismatched source net wastes a whole run.
 """
 
-from pathlib import Path
-
 import torch
 
-from bip_dist.checkpoint.io import load_checkpoint
+from bip_dist.checkpoint.consolidate import load_model
 
 
 class HandoverError(ValueError):
@@ -38,28 +36,17 @@ def check_handover(meta, want, path):
             raise HandoverError(f"{path}: source_net {f} is {meta[f]!r}, this run has {want[f]!r}")
 
 
-def _load_any(path):
-    """A single file (final.pt, an exported state_dict) as stored; a sharded checkpoint folder as
-    {"model", "meta"}, consolidated in this process."""
-    if Path(path).is_dir():
-        from bip_dist.checkpoint.consolidate import consolidate, read_meta, resolve
-        src = resolve(path)
-        return {"model": consolidate(src), "meta": read_meta(src)}
-    return load_checkpoint(path)
-
-
 def load_source_net(path, model, want):
     """Load the previous stage's weights (and scores/masks for finetune) into `model`.
 
-    Accepts our checkpoints, single-file or sharded folders (checked against `want`), and plain exported
-    state_dicts (keys checked here). Returns True when the source carried scores/masks.
+    Accepts whatever checkpoint.locate accepts: our checkpoints, single-file or sharded folders (checked
+    against `want`), and plain exported state_dicts (keys checked here). Returns True when the source
+    carried scores/masks.
     """
-    obj = _load_any(path)
-    if isinstance(obj, dict) and "model" in obj and "meta" in obj:
-        check_handover(obj["meta"], want, path)
-        state = obj["model"]
-    else:
-        state = obj
+    src = load_model(path)
+    if src["meta"] is not None:
+        check_handover(src["meta"], want, path)
+    state = src["model"]
     own = model.state_dict()
     has_masks = any(k.endswith(".mask") for k in state)
     if want["mode"] != "finetune":

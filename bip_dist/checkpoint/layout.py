@@ -59,13 +59,17 @@ class Layout:
             return []
         return sorted(p for p in self.root.glob("step_*") if is_complete(p))
 
+    def newest_first(self):
+        """Complete folders, the one `latest` names first, then the others newest first."""
+        done = self.complete()[::-1]
+        name = self.read_pointer("latest")
+        first = [self.root / name] if name and self.root / name in done else []
+        return first + [p for p in done if p.name != name]
+
     def newest(self):
         """The folder `latest` names if it is complete, else the newest complete folder, else None."""
-        name = self.read_pointer("latest")
-        if name and is_complete(self.root / name):
-            return self.root / name
-        done = self.complete()
-        return done[-1] if done else None
+        done = self.newest_first()
+        return done[0] if done else None
 
     def publish(self, tmp, name):
         """Rename the finished temporary folder to `name` (replacing an older folder of that name)."""

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from bip_dist.checkpoint import dcp_io
 from bip_dist.checkpoint.io import load_checkpoint, save_atomic
 from bip_dist.checkpoint.layout import EXTRA, Layout, is_complete, rank_file, step_name, tmp_name
+from bip_dist.checkpoint.locate import locate
 from bip_dist.checkpoint.state import (apply_model, apply_optimizers, collect, data_position, resume_step,
                                        rng_state, set_rng_state)
 from bip_dist.config import config_to_dict
@@ -59,17 +60,13 @@ class Checkpointer:
 
     # --- resume ----------------------------------------------------------------------------------
     def _resume_path(self):
+        """What `ckpt.resume` names (checkpoint.locate): 'auto' is this run's checkpoints/ folder."""
         r = self.cfg.ckpt.resume
         if not r:
             return None
         if r == "auto":
             return self.layout.newest()
-        p = Path(r)
-        if (p / "checkpoints").is_dir():  # a run folder: its newest checkpoint
-            return Layout(p / "checkpoints").newest()
-        if not p.exists():
-            raise FileNotFoundError(f"ckpt.resume = {r!r}: no such checkpoint")
-        return p
+        return locate(r)
 
     def restore(self, state, parts, loaders):
         """Load the checkpoint named by `ckpt.resume` into `parts` and `state`; False for a fresh start."""
