@@ -6,35 +6,21 @@ exercises what users run. A stage whose result.json exists is not run again.
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from bip_dist.config import load_config
-from bip_dist.run_dir import run_dir_for
+from launcher.stage import run_or_reuse
 
 
 def run_stage(config, overrides, nproc):
-    cfg = load_config(config, overrides)
-    rd = run_dir_for(cfg)
-    if (rd / "result.json").is_file():
-        print(f"[demo] {cfg.mode}: reusing {rd}", flush=True)
-        return json.loads((rd / "result.json").read_text()), 0.0
-    sets = [a for o in overrides for a in ("--set", o)]
-    if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "launcher.worker", "--config", config, *sets]
-    else:
-        cmd = [sys.executable, "-m", "launcher.worker", "--config", config, *sets]
-    print("[demo] $ " + " ".join(cmd), flush=True)
-    t0 = time.time()
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
-        "OMP_NUM_THREADS", "1" if nproc > 1 else str(os.cpu_count()))})
-    return json.loads((rd / "result.json").read_text()), time.time() - t0
+    """A stage through the real CLI (launcher.stage), or its earlier result; returns (result, seconds)."""
+    res, secs = run_or_reuse(config, overrides, nproc, tag="demo")
+    if secs is None:
+        print(f"[demo] {Path(config).stem}: reusing {res['run_dir']}", flush=True)
+    return res, secs or 0.0
 
 
 def main(argv=None):

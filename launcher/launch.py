@@ -59,26 +59,21 @@ def slurm_settings(environ=None):
 
 def build_command(args, worker_args, python=sys.executable):
     """The torchrun command line (as `python -m torch.distributed.run`, the same program) as a list."""
+    from launcher.stage import torchrun_command
     nproc = local_nproc() if args.nproc_per_node == "auto" else int(args.nproc_per_node)
     nnodes, endpoint, rdzv_id = args.nnodes, args.rdzv_endpoint, args.rdzv_id
     if args.slurm:
         nnodes, endpoint, rdzv_id = slurm_settings()
-    cmd = [python, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
-    if args.max_restarts:
-        cmd += ["--max-restarts", str(args.max_restarts)]
-    if nnodes == 1 and not endpoint:
-        cmd.append("--standalone")  # local rendezvous on a free port: no host/port to pick
-    else:
-        if not endpoint:
-            raise SystemExit("bip-launch: --nnodes > 1 needs --rdzv-endpoint HOST:PORT (or --slurm)")
-        cmd += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
-                "--rdzv-id", str(rdzv_id)]
-    cmd += ["-m", "launcher.worker", "--config", args.config]
+    worker = ["--config", args.config]
     if args.backend:
-        cmd += ["--set", f"dist.backend={args.backend}"]
+        worker += ["--set", f"dist.backend={args.backend}"]
     if args.max_restarts and "--resume" not in worker_args:
-        cmd += ["--resume", "auto"]  # a restarted attempt must continue, not start over
-    return cmd + list(worker_args)
+        worker += ["--resume", "auto"]  # a restarted attempt must continue, not start over
+    try:
+        return torchrun_command(worker + list(worker_args), nproc, nnodes, endpoint, rdzv_id, args.max_restarts,
+                                python=python)
+    except ValueError as e:
+        raise SystemExit(f"bip-launch: {e}") from None
 
 
 def main(argv=None):

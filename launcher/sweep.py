@@ -17,11 +17,10 @@ Writes <out_dir>/<name>/sweep/results.csv, results.json and accuracy_vs_sparsity
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from launcher.stage import run_or_reuse
 
 LTH_SERIES = [0.8, 0.64, 0.512, 0.41, 0.328, 0.262, 0.2097, 0.1678, 0.1342, 0.1074, 0.0859, 0.0687, 0.055,
               0.044, 0.035, 0.028, 0.0225, 0.018, 0.0144, 0.0115, 0.0092]
@@ -55,7 +54,6 @@ class Sweep:
     def run(self, stage, overrides):
         """Run `<configs>/<stage>.yaml` with overrides unless its result exists; returns (result, seconds)."""
         from bip_dist.config import load_config
-        from bip_dist.run_dir import run_dir_for
         path, implied = self.config(stage)
         overrides = implied + list(overrides)
         base = load_config(path, overrides)  # with this point's source_net: bip / hydra need one
@@ -63,27 +61,13 @@ class Sweep:
         own = self.per_stage.get(stage, [])
         scaled = [] if any(o.startswith("train.epochs=") for o in own) else [f"train.epochs={epochs}"]
         overrides = [*self.common, *scaled, *own, *overrides]
-        cfg = load_config(path, overrides)
-        done = run_dir_for(cfg) / "result.json"
-        timing = done.parent / "sweep_seconds.txt"  # wall time of the stage, beside its result
-        if done.is_file():
-            return json.loads(done.read_text()), float(timing.read_text()) if timing.is_file() else 0.0
-        print(f"[sweep] {stage}: {' '.join(o for o in overrides if not o.startswith(('out_dir', 'name')))}",
-              flush=True)
-        t0 = time.time()
-        if self.args.nproc > 1:
-            sets = [a for o in overrides for a in ("--set", o)]
-            subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                            f"--nproc-per-node={self.args.nproc}", "-m", "launcher.worker", "--config", path,
-                            *sets], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        else:
-            from bip_dist.engine import make_engine
-            from bip_dist.train.loop import callbacks_for, train
-            engine = make_engine(cfg)
-            train(cfg, engine, callbacks=callbacks_for(cfg, engine))
-        secs = round(time.time() - t0, 2)  # as stored, so a resumed sweep writes the same table
+        res, secs = run_or_reuse(path, overrides, self.args.nproc, in_process=True, tag="sweep", label=stage)
+        timing = Path(res["run_dir"]) / "sweep_seconds.txt"  # wall time of the stage, beside its result
+        if secs is None:
+            return res, float(timing.read_text()) if timing.is_file() else 0.0
+        secs = round(secs, 2)  # as stored, so a resumed sweep writes the same table
         timing.write_text(f"{secs:.2f}\n")
-        return json.loads(done.read_text()), secs
+        return res, secs
 
 
 def _row(method, k, res, seconds):

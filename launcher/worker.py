@@ -39,18 +39,14 @@ def main(argv=None):
     except ConfigError as e:
         print(f"bip-train: {e}", file=sys.stderr)
         return 2
-    from bip_dist.engine import make_engine
-    from bip_dist.train.loop import callbacks_for, train
-    engine = make_engine(cfg)
+    from launcher.stage import StageFailed, run_here
     try:
-        result = train(cfg, engine, callbacks=callbacks_for(cfg, engine))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"bip-train [rank {engine.rank}]: {e}", file=sys.stderr)
-        engine.shutdown()
+        out = run_here(cfg)
+    except StageFailed as e:
+        print(f"bip-train [rank {e.rank}]: {e}", file=sys.stderr)
         return 2
-    if engine.is_main:
-        print(json.dumps(result))
-    engine.shutdown()
+    if out.is_main:
+        print(json.dumps(out.result))
     return 0
 
 
