@@ -14,5 +14,6 @@ setup(
         "bip-prep = data_prep.cli:main",
         "bip-sweep = launcher.sweep:main",
         "bip-compact = launcher.compact:main",
+        "bip-ckpt = launcher.ckpt:main",
     ]},
 )

@@ -1,6 +1,7 @@
 """Run folders: <out_dir>/<name>/<mode>/<config-hash>/, holding the resolved config and code revision."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -33,3 +34,13 @@ def prepare_run_dir(cfg, write=True):
         (d / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         (d / "git_rev.txt").write_text(git_revision() + "\n")
     return d
+
+
+def note(run_dir, line):
+    """One line for the user, on stderr and appended to the run's log.txt (best effort: the disk may be full)."""
+    print(f"bip-train: {line}", file=sys.stderr, flush=True)
+    try:
+        with open(Path(run_dir) / "log.txt", "a") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass

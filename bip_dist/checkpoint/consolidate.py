@@ -6,6 +6,7 @@ prunable model's state_dict); bip_dist.export folds the masks into the weights f
 """
 
 from bip_dist.checkpoint import dcp_io
+from bip_dist.checkpoint.integrity import verify
 from bip_dist.checkpoint.io import load_checkpoint
 from bip_dist.checkpoint.layout import EXTRA
 from bip_dist.checkpoint.locate import locate
@@ -13,9 +14,11 @@ from bip_dist.checkpoint.locate import locate
 
 def load_model(path):
     """{"model": state_dict, "meta": run description or None, "path": the checkpoint read} of what `path`
-    means (checkpoint.locate): a sharded folder is consolidated here; a single file holds either a
-    training checkpoint ({"model", "meta", ...}) or a bare state_dict (exported or consolidated: meta None)."""
+    means (checkpoint.locate), after checking its files against their checksums (BadCheckpoint names the
+    first bad one): a sharded folder is consolidated here; a single file holds either a training
+    checkpoint ({"model", "meta", ...}) or a bare state_dict (exported or consolidated: meta None)."""
     p = locate(path)
+    verify(p)
     if p.is_dir():
         keys = [k for k in dcp_io.entries(p) if k.startswith("model.")]
         model = {k[len("model."):]: v for k, v in dcp_io.load_flat(p, keys).items()}

@@ -14,10 +14,16 @@ import io
 import pathlib
 import pickle
 import warnings
+from contextlib import contextmanager
 
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import metadata as dcp_meta
+from torch.distributed.checkpoint.filesystem import FileSystem
+
+from bip_dist.checkpoint.io import Summing, write_json
+
+MANIFEST = "checksums_{:05d}.json"  # per rank: {file name: {"crc32", "size"}} of the files it wrote
 
 _META_CLASSES = {"Metadata", "TensorStorageMetadata", "TensorProperties", "ChunkStorageMetadata",
                  "MetadataIndex", "StorageMeta", "BytesStorageMetadata", "_MEM_FORMAT_ENCODING"}
@@ -69,6 +75,15 @@ def entries(path):
     return out
 
 
+def storage_files(path):
+    """{file name: bytes it must hold at least} of every data file the `.metadata` of `path` refers to."""
+    md = SafeReader(str(path)).read_metadata()
+    need = {}
+    for info in md.storage_data.values():
+        need[info.relative_path] = max(need.get(info.relative_path, 0), info.offset + info.length)
+    return need
+
+
 def load_flat(path, keys=None):
     """Read the tensors of `path` (all, or those in `keys` present there) into a fresh CPU dict.
 
@@ -85,13 +100,59 @@ def load_flat(path, keys=None):
     return flat
 
 
-def save_flat(flat, path, group=None, async_save=False):
-    """Write the flat tensor dict `flat` to the DCP folder `path` (collective when `group` is given).
+class _SummingFS(FileSystem):
+    """DCP's file system with every written file's CRC-32 and size kept in `sums`."""
+
+    def __init__(self):
+        super().__init__()
+        self.sums = {}
+
+    @contextmanager
+    def create_stream(self, path, mode):
+        with super().create_stream(path, mode) as f:
+            if "w" not in mode:
+                yield f
+                return
+            s = Summing(f)
+            yield s
+            self.sums[pathlib.Path(path).name.removesuffix(".tmp")] = s.record()  # .metadata.tmp is renamed
+
+
+class _SummingWriter(dcp.FileSystemWriter):
+    """FileSystemWriter that leaves MANIFEST for this rank: its shards, the files in `beside` it wrote
+    itself, and on the coordinator `.metadata`. Written inside DCP's write step (the coordinator's after
+    its finish), so a save counts as complete only once every rank's manifest is on disk."""
+
+    def __init__(self, path, beside):
+        super().__init__(str(path), sync_files=True)
+        self.fs, self.beside, self.coordinator, self.my_rank = _SummingFS(), dict(beside), True, 0
+
+    def set_up_storage_writer(self, is_coordinator, *args, **kwargs):
+        super().set_up_storage_writer(is_coordinator, *args, **kwargs)
+        self.coordinator, self.my_rank = is_coordinator, kwargs.get("rank") or 0
+
+    def _write_manifest(self):
+        write_json(pathlib.Path(self.path) / MANIFEST.format(self.my_rank), {**self.beside, **self.fs.sums})
+
+    def write_data(self, plan, planner):
+        fut = super().write_data(plan, planner)
+        if not self.coordinator:
+            self._write_manifest()
+        return fut
+
+    def finish(self, metadata, results):
+        super().finish(metadata, results)
+        self._write_manifest()
+
+
+def save_flat(flat, path, group=None, async_save=False, beside=None):
+    """Write the flat tensor dict `flat` to the DCP folder `path` (collective when `group` is given), with
+    this rank's checksum manifest; `beside` holds the checksum records of files it wrote there itself.
 
     Returns None, or with `async_save` a future that completes once this rank's share is on disk; on the
     coordinating rank (0) that also means every rank's share and the metadata are written.
     """
-    writer = dcp.FileSystemWriter(str(path), sync_files=True)
+    writer = _SummingWriter(path, beside or {})
     no_dist = group is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,28 +1,98 @@
-"""Single-file checkpoints written atomically and read without unpickling arbitrary objects."""
+"""Single-file checkpoints written atomically with a checksum, and read without unpickling arbitrary objects."""
 
+import errno
+import json
 import os
 import re
 import tempfile
+import zlib
 from pathlib import Path
 
 import torch
 
+SIDECAR = ".sum"  # final.pt -> final.pt.sum: {"crc32", "size"} of the file as written
 
-def save_atomic(obj, path):
-    """torch.save to a temporary file in the same folder, fsync, then os.replace: readers see either the
-    old file or the complete new one, never a torn write."""
+
+class Summing:
+    """A binary file wrapper that keeps the CRC-32 and length of everything written through it."""
+
+    def __init__(self, f):
+        self.f, self.crc, self.size = f, 0, 0
+
+    def write(self, b):
+        n = self.f.write(b)  # a buffered file writes all of b or raises
+        self.crc = zlib.crc32(b, self.crc)
+        self.size += memoryview(b).nbytes
+        return n
+
+    def record(self):
+        return {"crc32": self.crc, "size": self.size}
+
+    def __getattr__(self, name):  # tell, flush, fileno, close, ... of the real file
+        return getattr(self.f, name)
+
+
+class SaveFailed(RuntimeError):
+    """A checkpoint could not be written; the message is one line saying what survives."""
+
+
+def is_disk_full(exc):
+    """Whether ENOSPC is behind `exc`: anywhere in its cause/context chain, or in the per-rank failures
+    of a DCP CheckpointException (torch.save adds a misleading "unexpected pos" error on top)."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space left on device" in str(e):
+            return True
+        failures = getattr(e, "failures", None)
+        todo += [e.__cause__, e.__context__]
+        if isinstance(failures, dict):  # {rank: (exception, traceback)}
+            todo += [f[0] if isinstance(f, tuple) else f for f in failures.values()]
+    return False
+
+
+def _replace_from_temp(path, write):
+    """Call write(file) on a temporary file beside `path`, fsync, then os.replace it into place: readers
+    see either the old file or the complete new one, never a torn write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            out = write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        return out
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path, obj):
+    """A small JSON file, replaced atomically."""
+    _replace_from_temp(path, lambda f: f.write(json.dumps(obj).encode()))
+
+
+def save_atomic(obj, path, sidecar=False):
+    """torch.save `obj` to `path` atomically; returns {"crc32", "size"} of the bytes written, which with
+    `sidecar` also go to <path>.sum (removed first, so a kill in between leaves no stale sum)."""
+    side = Path(str(path) + SIDECAR)
+    if sidecar:
+        side.unlink(missing_ok=True)
+
+    def write(f):
+        s = Summing(f)
+        torch.save(obj, s)
+        return s.record()
+
+    rec = _replace_from_temp(path, write)
+    if sidecar:
+        write_json(side, rec)
+    return rec
 
 
 def load_checkpoint(path, map_location="cpu"):

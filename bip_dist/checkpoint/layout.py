@@ -4,6 +4,7 @@
                                         rank_00000.pt ...)
     checkpoints/.step_00001500_ep0003.tmp/   being written; never read, removed at the next start
     checkpoints/latest, checkpoints/best     one line: the folder name; replaced atomically, last
+    checkpoints/step_00000900_ep0002.bad/   failed its checks on resume: set aside, never read again
 A folder is renamed to its final name only after every rank has written its share, and a pointer is
 replaced only after the folder it names exists, so a kill at any point leaves the previous checkpoint
 complete and `latest` naming it. Names sort by (step, epoch): an epoch-end checkpoint follows the
@@ -11,10 +12,12 @@ mid-epoch one at the same step.
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 EXTRA = "extra.pt"
+_NAME = re.compile(r"step_\d{8,}_ep\d{4,}")
 
 
 def step_name(step, epoch):
@@ -57,7 +60,7 @@ class Layout:
         """Published checkpoint folders, oldest first."""
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.glob("step_*") if is_complete(p))
+        return sorted(p for p in self.root.glob("step_*") if _NAME.fullmatch(p.name) and is_complete(p))
 
     def newest_first(self):
         """Complete folders, the one `latest` names first, then the others newest first."""
@@ -91,6 +94,16 @@ class Layout:
         for old in self.complete()[:-keep]:
             if old.name != best:
                 shutil.rmtree(old, ignore_errors=True)
+
+    def set_aside(self, folder):
+        """Rename a bad checkpoint folder to <name>.bad (numbered if taken): kept for inspection, but no
+        longer a candidate for resume nor counted by `prune`. Returns the new path."""
+        target, n = self.root / f"{folder.name}.bad", 1
+        while target.exists():
+            n += 1
+            target = self.root / f"{folder.name}.bad{n}"
+        os.replace(folder, target)
+        return target
 
     def clean_partial(self):
         """Remove folders left by a save that was interrupted (called by rank 0 before training)."""

@@ -89,6 +89,22 @@ def test_one_to_two(runs):
     assert _result(t["F"])["step"] == 6
 
 
+def test_two_ranks_record_checksums(runs):
+    """Each rank's manifest covers what it wrote (its shard and rank file; rank 0 also extra.pt and
+    .metadata), with synchronous and background saves, and a rank's lost manifest is noticed."""
+    import json as _json
+    from bip_dist.checkpoint.integrity import BadCheckpoint, verify
+    t = runs[0]
+    for run in ("A", "G"):
+        ckpt = Layout(next(t[run].rglob("checkpoints"))).newest()
+        assert verify(ckpt).startswith("6 files")  # 2 shards, 2 rank files, extra.pt, .metadata
+        mine = _json.loads((ckpt / "checksums_00001.json").read_text())
+        assert set(mine) == {"__1_0.distcp", "rank_00001.pt"}
+    (ckpt / "checksums_00001.json").unlink()
+    with pytest.raises(BadCheckpoint, match="no checksum recorded for __1_0.distcp"):
+        verify(ckpt)
+
+
 @pytest.fixture(scope="module")
 def ds_runs(tmp_path_factory):
     """DeepSpeed ZeRO-1 on 2 ranks: A uninterrupted, B killed at step 5 and resumed; C killed at 5, then
