@@ -83,7 +83,7 @@ def train(cfg, engine=None, callbacks=(), make_loaders=None, make_checkpointer=N
 def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe):
     """The epochs from `state` on; returns the last evaluation's metrics."""
     w_lr, s_lr = lrs
-    metrics = {}
+    metrics = dict(ckpt.end_metrics)  # a resume at the run's end trains nothing: its last evaluation
     max_steps = cfg.train.max_steps or spe * cfg.train.epochs
     while state.epoch < cfg.train.epochs and state.step < max_steps:
         epoch = state.epoch
