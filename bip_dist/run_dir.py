@@ -1,7 +1,13 @@
-"""Run folders: <out_dir>/<name>/<mode>/<config-hash>/, holding the resolved config and code revision."""
+"""Run folders: <out_dir>/<name>/<mode>/<config-hash>/, holding the resolved config and code revision,
+and the claim one process holds on its folder (a lock naming it) while it trains there."""
 
+import fcntl
+import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -44,3 +50,91 @@ def note(run_dir, line):
             f.write(line + "\n")
     except OSError:
         pass
+
+
+class RunDirError(ValueError):
+    """The run folder cannot be used by this process (in use, or holding another run); one line."""
+
+
+LOCK = ".lock"
+
+
+class RunLock:
+    """An exclusive flock on <run>/.lock, which names its holder. The kernel drops it when the holder
+    dies, so a crashed run never blocks the next one; two live processes can never share a run folder."""
+
+    def __init__(self, run_dir):
+        self.path, self.fd = Path(run_dir) / LOCK, None
+
+    def acquire(self):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 512).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise RunDirError(f"{self.path.parent}: in use by {holder} (lock file {self.path})") from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # the folder was moved aside while we waited: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                     .encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock; the file stays, naming nobody alive
+            self.fd = None
+
+
+def earlier_run(run_dir):
+    """What in `run_dir` shows that a run already trained there (checkpoints, final.pt), or None."""
+    ck = Path(run_dir) / "checkpoints"
+    names = sorted(p.name for p in ck.glob("step_*")) if ck.is_dir() else []
+    if names:
+        return f"checkpoints up to {names[-1]}"
+    return "final.pt" if (Path(run_dir) / "final.pt").is_file() else None
+
+
+def move_aside(run_dir, lock):
+    """Rename the run folder to <name>.old-<time> and lock a fresh, empty one; returns the old folder's
+    new path. The new lock is taken before the old one is let go, so no other process slips in."""
+    d = Path(run_dir)
+    old = d.with_name(f"{d.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while old.exists():
+        n += 1
+        old = old.with_name(f"{d.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+    os.replace(d, old)
+    d.mkdir(parents=True)
+    fresh = RunLock(d).acquire()
+    lock.release()
+    return old, fresh
+
+
+def claim(cfg, overwrite=False):
+    """Lock this run's folder for this process (main rank) and say how to go on: (lock, result) where
+    `result` is the finished run's result.json (nothing to train), or None to train. A folder holding an
+    unfinished earlier run is refused unless `ckpt.resume` continues it or `overwrite` moves it aside."""
+    d = run_dir_for(cfg)
+    d.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(d).acquire()
+    try:
+        if overwrite and any(p.name != LOCK for p in d.iterdir()):
+            old, lock = move_aside(d, lock)
+            note(d, f"moved the earlier run aside to {old}")
+        elif (d / "result.json").is_file():
+            return lock, json.loads((d / "result.json").read_text())
+        elif not cfg.ckpt.resume and (found := earlier_run(d)):
+            raise RunDirError(f"{d}: holds an earlier run ({found}); continue it with --resume auto, or "
+                              "start over with --overwrite (moves it aside)")
+    except BaseException:
+        lock.release()
+        raise
+    return lock, None

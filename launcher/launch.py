@@ -5,8 +5,8 @@
     bip-launch --config ... --slurm                    (inside `srun --ntasks-per-node=1`, see slurm_example.sbatch)
     bip-launch ... --dry-run                           (print the command instead of running it)
 
-Arguments it does not know (--set, --resume, --print-config) go to launcher.worker unchanged. The worker's
-engine picks nccl on GPU and gloo on CPU by itself, so the command is the same on both.
+Arguments it does not know (--set, --resume, --overwrite, --print-config) go to launcher.worker unchanged.
+The worker's engine picks nccl on GPU and gloo on CPU by itself, so the command is the same on both.
 """
 
 import argparse

@@ -10,34 +10,68 @@ import sys
 import time
 from dataclasses import dataclass
 
+from bip_dist.run_dir import RunDirError, claim, run_dir_for
+
 
 @dataclass
 class Outcome:
-    """What one process of a stage returns: the stage's result and whether this is the main rank."""
+    """What one process of a stage returns: the stage's result, whether this is the main rank, and
+    whether the stage had finished before (then nothing was trained)."""
     result: dict
     is_main: bool
+    finished_before: bool = False
 
 
 class StageFailed(Exception):
-    """A stage stopped on bad input; the message is one line, `rank` the process that raised it."""
+    """A stage stopped on bad input, a refused run folder or a failed save; the message is one line (empty
+    on ranks that only follow rank 0's refusal), `rank` the process that raised it."""
 
     def __init__(self, msg, rank):
         super().__init__(msg)
         self.rank = rank
 
 
-def run_here(cfg):
-    """Train the stage `cfg` in this process (alone, or as one rank of a torchrun job); the engine is
-    shut down however it ends. Bad input raises StageFailed."""
+_GO, _FINISHED, _REFUSED = 0, 1, 2
+
+
+def _claim_on_main(cfg, engine, overwrite):
+    """Rank 0 claims the run folder (bip_dist.run_dir.claim); every rank learns the verdict."""
+    import torch
+    lock, result, error = None, None, None
+    if engine.is_main:
+        try:
+            lock, result = claim(cfg, overwrite)
+        except RunDirError as e:
+            error = e
+    code = _REFUSED if error else _FINISHED if result is not None else _GO
+    verdict = int(engine.all_reduce_sum(torch.tensor([code if engine.is_main else 0], device=engine.device)))
+    if verdict == _REFUSED:
+        raise StageFailed(str(error) if error else "", engine.rank)
+    if verdict == _FINISHED and result is None:
+        result = json.loads((run_dir_for(cfg) / "result.json").read_text())
+    return lock, result
+
+
+def run_here(cfg, overwrite=False):
+    """Train the stage `cfg` in this process (alone, or as one rank of a torchrun job) while holding its
+    run folder (bip_dist.run_dir.claim); a finished stage is reported, not retrained. The engine is shut
+    down and the folder let go however it ends; bad input and failed saves raise StageFailed."""
+    from bip_dist.checkpoint.io import SaveFailed
     from bip_dist.engine import make_engine
     from bip_dist.train.loop import callbacks_for, train
     engine = make_engine(cfg)
+    lock = None
     try:
+        lock, done = _claim_on_main(cfg, engine, overwrite)
+        if done is not None:
+            return Outcome(done, engine.is_main, finished_before=True)
         result = train(cfg, engine, callbacks=callbacks_for(cfg, engine))
         return Outcome(result, engine.is_main)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, SaveFailed) as e:
         raise StageFailed(str(e), engine.rank) from None
     finally:
+        if lock is not None:
+            lock.release()
         engine.shutdown()
 
 
@@ -68,14 +102,16 @@ def stage_command(config, overrides, nproc, python=sys.executable):
 
 def run_or_reuse(config, overrides, nproc=1, in_process=False, tag="stage", label=None):
     """(result, seconds) of the stage: its result.json when it exists (seconds None, nothing printed), else
-    after running it, in this process when asked and nproc is 1, otherwise as a child command."""
+    after running it (resuming its own checkpoints, if any), in this process when asked and nproc is 1,
+    otherwise as a child command."""
     from bip_dist.config import load_config
-    from bip_dist.run_dir import run_dir_for
+    if not any(o.startswith("ckpt.resume=") for o in overrides):
+        overrides = [*overrides, "ckpt.resume=auto"]  # an interrupted stage continues where it stopped
     cfg = load_config(config, overrides)
     done = run_dir_for(cfg) / "result.json"
     if done.is_file():
         return json.loads(done.read_text()), None
-    shown = " ".join(o for o in overrides if not o.startswith(("out_dir", "name")))
+    shown = " ".join(o for o in overrides if not o.startswith(("out_dir", "name", "ckpt.resume")))
     print(f"[{tag}] {label or cfg.mode}: {shown}", flush=True)
     t0 = time.time()
     if in_process and nproc == 1:

@@ -2,6 +2,8 @@
 
 Started directly for one process, or by torchrun for many (it reads the rank/world variables torchrun
 sets through bip_dist.engine.make_engine). Prints one line per error and exits non-zero on bad input.
+A finished stage is reported, not retrained; a folder holding an unfinished earlier run needs --resume
+or --overwrite; a folder in use by another process is refused (see launcher.stage, docs/checkpoints.md).
 """
 
 import argparse
@@ -19,6 +21,8 @@ def parse_args(argv=None):
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. --set prune.k=0.1 train.epochs=5 (repeatable)")
     p.add_argument("--resume", default=None, help="shorthand for --set ckpt.resume=VALUE ('auto' or a path)")
+    p.add_argument("--overwrite", action="store_true", help="start over in a run folder that holds an earlier "
+                   "run: move that run aside to <folder>.old-<time> first")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p.parse_args(argv)
 
@@ -39,13 +43,20 @@ def main(argv=None):
     except ConfigError as e:
         print(f"bip-train: {e}", file=sys.stderr)
         return 2
+    if args.overwrite and cfg.ckpt.resume == "auto":
+        print("bip-train: --overwrite starts over and --resume auto continues; give one of them", file=sys.stderr)
+        return 2
     from launcher.stage import StageFailed, run_here
     try:
-        out = run_here(cfg)
+        out = run_here(cfg, overwrite=args.overwrite)
     except StageFailed as e:
-        print(f"bip-train [rank {e.rank}]: {e}", file=sys.stderr)
+        if str(e):
+            print(f"bip-train [rank {e.rank}]: {e}", file=sys.stderr)
         return 2
     if out.is_main:
+        if out.finished_before:
+            print(f"bip-train: {out.result.get('run_dir')} has finished already; its result.json follows "
+                  "(--overwrite trains it again)", file=sys.stderr)
         print(json.dumps(out.result))
     return 0
 

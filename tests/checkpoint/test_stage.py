@@ -21,14 +21,17 @@ def test_commands():
 
 
 class _Engine:
-    rank, is_main, shut = 1, False, 0  # not main: no monitors to build
+    rank, is_main, shut, device = 1, False, 0, "cpu"  # not main: no monitors to build, no folder to claim
+
+    def all_reduce_sum(self, t):
+        return t
 
     def shutdown(self):
         self.shut += 1
 
 
 @pytest.mark.parametrize("error", [None, ValueError("bad value"), RuntimeError("crash")])
-def test_run_here_shuts_the_engine_down(monkeypatch, error):
+def test_run_here_shuts_the_engine_down(tmp_path, monkeypatch, error):
     import bip_dist.engine as engine_mod
     import bip_dist.train.loop as loop
     eng = _Engine()
@@ -41,7 +44,7 @@ def test_run_here_shuts_the_engine_down(monkeypatch, error):
 
     monkeypatch.setattr(loop, "train", fake_train)
     from bip_dist.config import load_config
-    cfg = load_config(None, ["train.progress=false"])
+    cfg = load_config(None, [f"out_dir={tmp_path}", "train.progress=false"])
     if error is None:
         assert stage.run_here(cfg).result == {"step": 1}
     else:
