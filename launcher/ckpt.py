@@ -12,7 +12,7 @@ import sys
 def verify_all(path):
     """[(checkpoint, None or what is wrong, note)] for every checkpoint `path` holds, preferred first."""
     from bip_dist.checkpoint.integrity import BadCheckpoint, verify
-    from bip_dist.checkpoint.locate import candidates
+    from bip_dist.checkpoint.paths import candidates
     out = []
     for p in candidates(path):
         try:

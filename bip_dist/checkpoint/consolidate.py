@@ -9,7 +9,7 @@ from bip_dist.checkpoint import dcp_io
 from bip_dist.checkpoint.integrity import verify
 from bip_dist.checkpoint.io import load_checkpoint
 from bip_dist.checkpoint.layout import EXTRA
-from bip_dist.checkpoint.locate import locate
+from bip_dist.checkpoint.paths import locate
 
 
 def load_model(path):

@@ -9,7 +9,7 @@ from bip_dist.checkpoint import dcp_io
 from bip_dist.checkpoint.integrity import BadCheckpoint, verify
 from bip_dist.checkpoint.io import load_checkpoint
 from bip_dist.checkpoint.layout import EXTRA, rank_file
-from bip_dist.checkpoint.locate import locate
+from bip_dist.checkpoint.paths import locate
 from bip_dist.checkpoint.state import apply_model, apply_optimizers, resume_step, set_rng_state
 
 

@@ -12,7 +12,7 @@ import ckpt_helpers as H  # noqa: E402
 
 from bip_dist.checkpoint.consolidate import load_model  # noqa: E402
 from bip_dist.checkpoint.layout import Layout  # noqa: E402
-from bip_dist.checkpoint.locate import candidates, locate  # noqa: E402
+from bip_dist.checkpoint.paths import candidates, locate  # noqa: E402
 
 
 def _fake_run(root, steps=(2, 4, 6), final=True):
