@@ -103,14 +103,16 @@ def earlier_run(run_dir):
 
 
 def move_aside(run_dir, lock):
-    """Rename the run folder to <name>.old-<time> and lock a fresh, empty one; returns the old folder's
-    new path. The new lock is taken before the old one is let go, so no other process slips in."""
+    """Rename the run folder to .<name>.old-<time> beside it and lock a fresh, empty one; returns the old
+    folder's new path and the new lock. Hidden, so globs over run folders (the `<hash>` placeholder of
+    source_net, sweeps) keep finding only live runs. The new lock is taken before the old one is let go,
+    so no other process slips in."""
     d = Path(run_dir)
-    old = d.with_name(f"{d.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-    n = 1
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    old, n = d.with_name(f".{d.name}.old-{stamp}"), 1
     while old.exists():
         n += 1
-        old = old.with_name(f"{d.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        old = d.with_name(f".{d.name}.old-{stamp}-{n}")
     os.replace(d, old)
     d.mkdir(parents=True)
     fresh = RunLock(d).acquire()

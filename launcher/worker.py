@@ -22,7 +22,7 @@ def parse_args(argv=None):
                    help="override config keys, e.g. --set prune.k=0.1 train.epochs=5 (repeatable)")
     p.add_argument("--resume", default=None, help="shorthand for --set ckpt.resume=VALUE ('auto' or a path)")
     p.add_argument("--overwrite", action="store_true", help="start over in a run folder that holds an earlier "
-                   "run: move that run aside to <folder>.old-<time> first")
+                   "run: move that run aside to .<folder>.old-<time> first")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p.parse_args(argv)
 

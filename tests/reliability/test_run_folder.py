@@ -31,7 +31,7 @@ def test_fresh_run_refuses_an_earlier_run_and_overwrite_moves_it_aside(tmp_path,
     assert len(lines) == 1 and str(run) in lines[0] and "--resume auto" in lines[0] and "--overwrite" in lines[0]
     assert _tree(run) == before  # nothing written, nothing pruned
     assert bip_train(tmp_path, "dense", *DENSE, args=["--overwrite"]) == 0
-    old = [p for p in run.parent.iterdir() if p.name.startswith(run.name + ".old-")]
+    old = [p for p in run.parent.iterdir() if p.name.startswith(f".{run.name}.old-")]
     assert len(old) == 1 and _tree(old[0]) == before  # the earlier run, whole, beside the new one
     assert json.loads((run / "result.json").read_text())["step"] == 12
 
