@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from rel_worker import H, bip_train  # noqa: E402
+from rel_worker import bip_train  # noqa: E402
 
 import bip_dist.checkpoint.trainer_state as trainer_state  # noqa: E402
 from bip_dist.checkpoint.consolidate import consolidate  # noqa: E402
