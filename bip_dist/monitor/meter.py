@@ -1,8 +1,8 @@
 """Step statistics gathered without a device sync per step, and peak memory of the process/device.
 
-Step dicts hold tensors (losses, correct counts, score-gradient norm) next to plain floats (times, flip
-rate). Calling float() on a CUDA tensor waits for the GPU, so the meter only *adds* tensors on the device
-each step and converts the window's sums once every `every` steps.
+Step dicts hold tensors (losses, correct counts, score-gradient norm, mask flip rate) next to plain
+floats (times, rates). Calling float() on a CUDA tensor waits for the GPU, so the meter only *adds*
+tensors on the device each step and converts the window's sums once every `every` steps.
 """
 
 import resource

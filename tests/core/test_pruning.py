@@ -116,29 +116,61 @@ def test_magnitude_init_is_scaled_weight():
     torch.testing.assert_close(layer.scores, (6.0 / fan_in) ** 0.5 * w.abs() / w.abs().max())
 
 
-@pytest.mark.parametrize("tied", [False, True])
-def test_bracketed_selection_equals_topk(tied):
-    torch.manual_seed(0)
+def _reference_mask(scores, keep):
+    """top-k of |s| with ties at the threshold broken towards the lowest index (a stable sort)."""
+    ref = torch.zeros_like(scores)
+    ref[torch.sort(scores.abs(), descending=True, stable=True).indices[:keep]] = 1
+    return ref
+
+
+def _big_store(k=0.1):
+    """1100 x 1024 scores: above the size where the CPU takes the banded selection."""
     model = make_prunable(nn.Sequential(nn.Linear(1024, 1100)), "unstructured")
-    store = ScoreStore(model, 0.1, "unstructured")
+    return ScoreStore(model, k, "unstructured")
+
+
+@pytest.mark.parametrize("kind", ["distinct", "tied", "zeros"])
+def test_banded_selection_equals_topk(kind, monkeypatch):
+    """Exact over steps that move scores a little (the last threshold brackets the new one) and a lot
+    (the bracket misses): same kept magnitudes as topk, ties kept at the lowest index, exact flip count."""
+    monkeypatch.setattr("bip_dist.pruning.store.topk_mask_", None)  # the banded path must do it all
+    torch.manual_seed(0)
+    store = _big_store(k=0.4 if kind == "zeros" else 0.1)
+    keep = store.keep_count(store.numel)
     vals = torch.randn(store.numel)
-    store.scores.copy_(vals.round(decimals=1) if tied else vals)  # heavy ties force the exact fallback
-    store.refresh_mask()
+    if kind == "zeros":  # fewer nonzero scores than kept entries: the threshold is 0, a huge tie
+        vals[: store.numel * 2 // 3] = 0
+    for step, move in enumerate([0.0, 1e-3, 1e-3, 0.5, 1e-3]):
+        vals = vals + move * torch.randn(store.numel)
+        store.scores.copy_(vals.round(decimals=1) if kind == "tied" else vals)
+        before = store.mask.clone()
+        flips = store.refresh_mask()
+        assert torch.equal(store.mask, _reference_mask(store.scores, keep)), step
+        kept = store.scores.abs()[store.mask.bool()].sort().values
+        torch.testing.assert_close(kept, torch.topk(store.scores.abs(), keep).values.sort().values, rtol=0, atol=0)
+        assert flips.dim() == 0 and flips.dtype == torch.float64
+        assert flips.item() == int((before != store.mask).sum()) / store.numel
+
+
+def test_banded_selection_falls_back_to_topk(monkeypatch):
+    """When no band holds the threshold, the plain selection takes over and nothing half-written stays."""
+    from bip_dist.pruning.topk import BandedTopK
+    torch.manual_seed(0)
+    store = _big_store()
+    store.scores.copy_(torch.randn(store.numel))
+    monkeypatch.setattr(BandedTopK, "_sample_band", lambda self, scores, keep: (10.0, 11.0))
+    before = store.mask.clone()
+    flips = store.refresh_mask()
     keep = store.keep_count(store.numel)
     assert int(store.mask.sum()) == keep
-    kept = store.scores.abs()[store.mask.bool()]
-    dropped = store.scores.abs()[~store.mask.bool()]
-    assert kept.min() >= dropped.max()
-    if not tied:
-        ref = torch.zeros_like(store.mask)
-        ref[torch.topk(store.scores.abs(), keep).indices] = 1
-        assert torch.equal(ref, store.mask)
+    assert store.scores.abs()[store.mask.bool()].min() >= store.scores.abs()[~store.mask.bool()].max()
+    assert flips.item() == int((before != store.mask).sum()) / store.numel
 
 
 @pytest.mark.parametrize("granularity,out_features", [("unstructured", 1100), ("unstructured", 8),
                                                       ("filter", 64)])
 def test_flip_rate_counts_changed_entries(granularity, out_features):
-    """1100 x 1024 scores take the bracketed selection, the small layers plain topk."""
+    """1100 x 1024 scores take the banded selection, the small layers plain topk."""
     torch.manual_seed(0)
     model = make_prunable(nn.Sequential(nn.Linear(1024, out_features)), granularity)
     store = ScoreStore(model, 0.25, granularity)
