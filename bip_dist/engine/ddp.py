@@ -105,11 +105,16 @@ class DDPEngine(LocalEngine):
         # torch 2.14 (forward_sync_buffers), older versions only know broadcast_buffers.
         no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_ARGS else \
             {"broadcast_buffers": False}
-        self.theta_model = DDP(model, device_ids=ids, find_unused_parameters=False,
-                               bucket_cap_mb=self.dist_cfg.bucket_mb, **no_sync)
         ignored = set(score_names(model))
+        # Weight gradients live in DDP's buckets from the start (zero_theta keeps them there): no copy into
+        # a bucket after each backward, and no bucket-layout check for cuDNN to fail on the 1x1
+        # convolutions of a channels_last model.
+        self.theta_params = [p for n, p in model.named_parameters() if n not in ignored and p.requires_grad]
+        self.zero_theta()
+        self.theta_model = DDP(model, device_ids=ids, find_unused_parameters=False, gradient_as_bucket_view=True,
+                               bucket_cap_mb=self.dist_cfg.bucket_mb, **no_sync)
         # DDP all-reduces the gradient of every parameter it holds once per theta backward.
-        self.theta_bytes = nbytes(p for n, p in model.named_parameters() if n not in ignored and p.requires_grad)
+        self.theta_bytes = nbytes(self.theta_params)
 
     def _state_tensors(self):
         skip = set(score_names(self.model))
@@ -150,6 +155,16 @@ class DDPEngine(LocalEngine):
             comm.sent(flat)
 
     # --- passes ----------------------------------------------------------------------------------
+    def zero_theta(self):
+        # Zeros in place, not None: a None gradient would leave its bucket and be copied back into it.
+        # Every weight DDP holds gets a gradient in each theta pass, so SGD sees the same as with None.
+        # A gradient the score pass replaced (three-pass, paper IG) becomes zeros in the parameter's own
+        # strides: DDP copies it into its bucket once, and never meets a layout it warns about.
+        self.weight_opt.zero_grad(set_to_none=False)
+        for p in self.theta_params:
+            if p.grad is None or p.grad.stride() != p.stride():
+                p.grad = torch.zeros_like(p)
+
     def backward_theta(self, loss):
         loss.backward()  # DDP's reducer all-reduces weight gradients bucket by bucket during backward
         self.comm_bytes += self.theta_bytes

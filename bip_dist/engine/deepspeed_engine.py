@@ -8,6 +8,8 @@ What DeepSpeed manages: the weights, biases and BatchNorm parameters (the torch 
 wrapped by ZeRO, which partitions its momentum across ranks). What it must never see: the scores. They
 are switched to requires_grad=False while `deepspeed.initialize` runs (so it registers nothing on them)
 and the steps switch them back on for the score pass, whose backward runs on the unwrapped module.
+With `dist.channels_last`, only the activations take that layout: ZeRO holds the weights in a flat
+buffer of the standard layout.
 
 ZeRO-2 reduces weight gradients from autograd hooks in *every* backward. A score pass that also
 differentiates weights (bip.fused=false's "bilevel" pass, or bip.implicit=paper) would feed those hooks
@@ -42,6 +44,22 @@ def load_ds_config(path, micro_batch):
     return conf
 
 
+def standard_layout_(model):
+    """Give every parameter the standard (row-major) strides, in place.
+
+    ZeRO keeps the weights as views of one flat buffer, and its start-up broadcast views each parameter
+    as bytes, which needs stride 1 in the last dimension: channels_last weights fail, 1x1 kernels too
+    (is_contiguous() is true for them, their strides are not). So under DeepSpeed channels_last stays on
+    the activations; convolutions take the layout from their input."""
+    for p in model.parameters():
+        standard, step = [], 1
+        for size in reversed(p.shape):
+            standard.insert(0, step)
+            step *= size
+        if p.stride() != tuple(standard):
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+
+
 class DeepSpeedEngine(DDPEngine):
     """DDPEngine's collectives and score reducer, DeepSpeed's engine for the theta pass."""
 
@@ -60,6 +78,7 @@ class DeepSpeedEngine(DDPEngine):
         weights = [p for g in self.weight_opt.param_groups for p in g["params"]]
         self.group_sizes = [len(g["params"]) for g in self.weight_opt.param_groups]
         scores = self.store.params if self.store is not None else []
+        standard_layout_(model)
         trainable = [p.requires_grad for p in scores]
         for p in scores:
             p.requires_grad_(False)

@@ -28,7 +28,9 @@ CASES = {
     "dense": ("dense", True, "none", "fp32"),
     "finetune": ("finetune", True, "none", "fp32"),
     "bip_bf16": ("bip", True, "reference", "bf16"),
+    "bip_cl": ("bip", True, "reference", "fp32"),
 }
+CHANNELS_LAST = ("bip_cl",)  # run with dist.channels_last (the model as build_parts converts it)
 
 
 def tiny_net():
@@ -37,10 +39,11 @@ def tiny_net():
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
 
 
-def dist_cfg(grad_dtype="fp32", backend="ddp", ds_config="", check_masks=True, bucket_mb=0.0005):
+def dist_cfg(grad_dtype="fp32", backend="ddp", ds_config="", check_masks=True, bucket_mb=0.0005,
+             channels_last=False):
     """The dist section the engines read. Tiny buckets: several per model."""
     return DistConfig(backend=backend, bucket_mb=bucket_mb, score_grad_dtype=grad_dtype, check_masks=check_masks,
-                      deepspeed_config=ds_config)
+                      deepspeed_config=ds_config, channels_last=channels_last)
 
 
 def build(case, engine, seed=0):
@@ -51,6 +54,9 @@ def build(case, engine, seed=0):
     store = None
     if TRAINERS[trainer].prunes:
         make_prunable(model, "unstructured")
+    if engine.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if TRAINERS[trainer].prunes:
         store = ScoreStore(model, 0.3, "unstructured")
         store.init_scores("magnitude")
         store.refresh_mask()
@@ -123,7 +129,7 @@ def ddp_worker(rank, port, outdir, cases):
     res = {}
     engine = None
     for case in cases:
-        engine = DDPEngine(dist_cfg(CASES[case][3]), PER_RANK, env)
+        engine = DDPEngine(dist_cfg(CASES[case][3], channels_last=case in CHANNELS_LAST), PER_RANK, env)
         res[case] = run(case, engine, rank, WORLD)
         if engine.reducer is not None:
             res[case]["buckets"] = len(engine.reducer.buckets)
@@ -142,7 +148,8 @@ def deepspeed_worker(rank, port, outdir, cases, ds_config):
     res = {}
     engine = None
     for case in cases:
-        engine = DeepSpeedEngine(dist_cfg(CASES[case][3], "deepspeed", ds_config), PER_RANK, env)
+        cfg = dist_cfg(CASES[case][3], "deepspeed", ds_config, channels_last=case in CHANNELS_LAST)
+        engine = DeepSpeedEngine(cfg, PER_RANK, env)
         try:
             res[case] = run(case, engine, rank, WORLD)
         except ValueError as e:  # refused combinations are raised on every rank before any collective

@@ -15,7 +15,7 @@ import dist_helpers as H  # noqa: E402
 
 from bip_dist.engine import LocalEngine  # noqa: E402
 
-EXACT = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "finetune"]
+EXACT = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "finetune", "bip_cl"]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from bip_dist.engine import LocalEngine  # noqa: E402
 
 pytest.importorskip("deepspeed")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ZERO1 = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense"]
+ZERO1 = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "bip_cl"]
 ZERO2 = ["bip_fused", "dense"]
 
 
@@ -54,6 +54,19 @@ def test_zero2_refuses_score_pass_over_weights(zero2):
     """ZeRO-2's hooks would swallow the weight gradients of the reference's "bilevel" pass."""
     for res in zero2:
         assert "zero1.json" in res["bip_3pass"]["error"]
+
+
+def test_standard_layout_lets_deepspeed_view_params_as_bytes():
+    """channels_last weights, 1x1 kernels included, get strides ZeRO's broadcast can view as bytes."""
+    import torch.nn as nn
+
+    from bip_dist.engine.deepspeed_engine import standard_layout_
+    model = nn.Sequential(nn.Conv2d(64, 8, 3), nn.Conv2d(8, 64, 1)).to(memory_format=torch.channels_last)
+    before = [p.detach().clone() for p in model.parameters()]
+    assert model[1].weight.is_contiguous() and model[1].weight.stride(-1) == 8  # in_channels
+    standard_layout_(model)
+    for p, b in zip(model.parameters(), before):
+        assert p.view(torch.uint8).numel() == 4 * p.numel() and torch.equal(p, b)
 
 
 @pytest.mark.parametrize("stage", [0, 3])
