@@ -49,7 +49,9 @@ def make(method, args, env):
     label, backend, trainer, fused, gdtype = method
     d = DistConfig(backend=backend, bucket_mb=25.0, score_grad_dtype=gdtype, precision=args.precision,
                    channels_last=args.channels_last, deepspeed_config=str(ROOT / "configs/deepspeed/zero1.json"))
-    if backend == "deepspeed":
+    if backend == "local":  # one process, no group: gpu_check's checks on one device
+        from bip_dist.engine import LocalEngine as Engine
+    elif backend == "deepspeed":
         from bip_dist.engine.deepspeed_engine import DeepSpeedEngine as Engine
     else:
         from bip_dist.engine.ddp import DDPEngine as Engine
