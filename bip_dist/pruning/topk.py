@@ -18,7 +18,7 @@ the scores alone and identical on every rank; `topk_mask_` keeps whichever ties 
 
 import torch
 
-_CHUNK = 1 << 17  # elements per scan chunk: its two work buffers (2 x 512 KiB) stay in cache
+_CHUNK = 1 << 18  # elements per scan chunk: its work buffer (1 MiB) stays in cache
 _ROWS = 32  # a chunk is viewed as (_ROWS, chunk / _ROWS); a column is skipped when nothing in it changes
 _SAMPLE = 1 << 17
 
@@ -38,8 +38,10 @@ def topk_mask_(mag, mask, keep):
 class BandedTopK:
     """Exact global top-k of |s| on the CPU, bracketed by the previous step's threshold.
 
-    State between calls: the last threshold and the band's relative half-width, adapted so that the
-    band holds the new threshold (a miss costs a second scan) while holding few entries."""
+    The band is |d| <= w with d = |s| - c (float32, as the scan computes it): entries with d > w are kept,
+    entries with d < -w dropped, and the threshold lies among the entries inside. State between calls:
+    the last threshold and the band's relative half-width, adapted so that the band holds the new
+    threshold (a miss costs a second scan) while holding few entries."""
 
     def __init__(self):
         self.thr, self.width = None, 1e-3  # relative half-width of the band
@@ -48,15 +50,16 @@ class BandedTopK:
     def __call__(self, scores, mask, keep):
         """Write the top-`keep` mask of |scores| into `mask` (flat, 0/1). Returns the number of flipped
         entries (0-dim int64 tensor), or None if no band held the threshold (the caller falls back)."""
-        n = scores.numel()
         if self._buf is None:
-            self._buf = torch.empty(2, min(_CHUNK, n), dtype=scores.dtype)
+            self._buf = torch.empty(min(_CHUNK, scores.numel()), dtype=scores.dtype)
         for missed in (False, True):
-            lo, hi = self._sample_band(scores, keep) if missed or self.thr is None else self._band()
-            above, pos = self._scan(scores, mask, lo, hi)
-            mag = scores[pos].abs()
-            inside = (mag >= lo) & (mag <= hi)
-            need = keep - above  # how many of the band's entries are kept
+            c, w = self._sample_band(scores, keep) if missed or self.thr is None else self._band()
+            kept_before, pos = self._scan(scores, mask, c, w)
+            mag, old = scores[pos].abs(), mask[pos]
+            d = mag - c
+            inside, above = d.abs() <= w, d > w
+            # Outside `pos` an entry is kept exactly when it was, so d > w counts the kept ones there.
+            need = keep - (kept_before - int(old.sum()) + int(above.sum()))  # kept from the band
             if 0 < need <= int(inside.sum()):
                 break
         else:
@@ -68,27 +71,27 @@ class BandedTopK:
         tied = (vals == thr).nonzero().squeeze(1)
         new[tied[:need - int(new.sum())]] = True  # positions ascend: ties kept at the lowest index
         new = new.to(mask.dtype)
-        flips = torch.count_nonzero(mask[idx] != new) + (pos.numel() - idx.numel())
+        flips = torch.count_nonzero(old[inside] != new) + (pos.numel() - idx.numel())
         diff = pos[~inside]
-        mask[diff] = 1 - mask[diff]  # outside the band an entry changes exactly when it disagrees
+        mask[diff] = 1 - mask[diff]  # outside the band an entry in `pos` is on the other side than it was
         mask[idx] = new
         self._adapt(float(thr), vals.numel(), scores.numel(), missed)
         return flips
 
     # --- the band --------------------------------------------------------------------------------
     def _band(self):
-        return self.thr * (1 - self.width), self.thr * (1 + self.width)
+        return self.thr, self.thr * self.width
 
     def _sample_band(self, scores, keep):
-        """Quantiles q +- 0.5 % of a fixed-seed sample of |s| (the same on every rank): 6 standard errors
-        of the sample's quantile."""
+        """From quantile q - 0.5 % to q + 0.5 % of a fixed-seed sample of |s| (the same on every rank),
+        6 standard errors of the sample's quantile, and a little beyond: tied scores at both ends are in."""
         n = scores.numel()
         gen = torch.Generator().manual_seed(0)
         sample = scores[torch.randint(0, n, (_SAMPLE,), generator=gen)].abs()
         q = 1.0 - keep / n
         lo, hi = torch.quantile(sample, torch.tensor([max(0.0, q - 0.005), min(1.0, q + 0.005)],
                                                      dtype=sample.dtype)).tolist()
-        return lo, hi
+        return (lo + hi) / 2, 0.51 * (hi - lo) + 1e-6 * hi
 
     def _adapt(self, thr, in_band, n, missed):
         """Next band: centred on this threshold, at least 4x this step's move of the threshold wide,
@@ -99,29 +102,26 @@ class BandedTopK:
         self.thr = thr
 
     # --- the scan --------------------------------------------------------------------------------
-    def _scan(self, scores, mask, lo, hi):
-        """The count of |s| > hi, and the ascending positions of every entry inside the band or outside it
-        on the other side than its old mask says."""
-        above, pos = [], [torch.empty(0, dtype=torch.long)]
+    def _scan(self, scores, mask, c, w):
+        """One chunked pass: the old mask's kept count, and the ascending positions of every entry that
+        is inside the band or outside it on the other side than its old mask says."""
+        kept, pos = [], [torch.empty(0, dtype=torch.long)]
         for a in range(0, scores.numel(), _CHUNK):
             k = min(_CHUNK, scores.numel() - a)
-            above.append(self._scan_chunk(scores[a:a + k], mask[a:a + k], lo, hi, pos, a))
-        return int(torch.stack(above).sum(dtype=torch.float64)), torch.cat(pos)
+            kept.append(self._scan_chunk(scores[a:a + k], mask[a:a + k], c, w, pos, a))
+        return int(torch.stack(kept).sum(dtype=torch.float64)), torch.cat(pos)
 
-    def _scan_chunk(self, s, old, lo, hi, pos, start):
+    def _scan_chunk(self, s, old, c, w, pos, start):
         k = s.numel()
-        z, gt_hi = (b[:k] for b in self._buf)
+        z = self._buf[:k]
+        # z = d for old = 0 and -d for old = 1 (exact: old is 0 or 1), so z >= -w exactly where an entry
+        # is inside the band or on the other side than its old mask says; elsewhere nothing changes.
         torch.abs(s, out=z)
-        torch.gt(z, hi, out=gt_hi)
-        above = gt_hi.sum()
-        # z = [|s| >= lo] + old - 2 old [|s| > hi] is >= 0, and 0 exactly where the entry is outside the
-        # band and its old mask already says which side of the band it is on: nothing to do there.
-        torch.ge(z, lo, out=z)
-        z.add_(old).addcmul_(old, gt_hi, value=-2)
+        z.sub_(c).addcmul_(old, z, value=-2)
         rows = _ROWS if k % _ROWS == 0 else 1
         width = k // rows
-        cols = z.view(rows, width).sum(0).nonzero().squeeze(1)
+        cols = (z.view(rows, width).amax(0) >= -w).nonzero().squeeze(1)
         if cols.numel():  # row-major nonzero over (rows, cols): positions come out ascending
-            r, c = z.view(rows, width).index_select(1, cols).nonzero().unbind(1)
-            pos.append(r * width + cols[c] + start)
-        return above
+            r, j = (z.view(rows, width).index_select(1, cols) >= -w).nonzero().unbind(1)
+            pos.append(cols.add_(start)[j].add_(r, alpha=width))
+        return old.sum()
