@@ -94,11 +94,16 @@ class DDPEngine(LocalEngine):
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         super().prepare(model, store, weight_opt)
         self._wrap_theta(model)
-        if store is not None:
+        if store is not None and self.world_size > 1:
             self.reducer = ScoreGradReducer(store, self.world_size, self.dist_cfg.bucket_mb,
                                             self.dist_cfg.score_grad_dtype)
 
     def _wrap_theta(self, model):
+        if self.world_size == 1:
+            # One rank averages nothing: no DDP (its buckets, hooks and copies would only cost), the same
+            # step as DDP's at world size 1.
+            self.theta_params, self.theta_bytes = [], 0
+            return
         DDP._set_params_and_buffers_to_ignore_for_model(model, score_names(model))
         ids = [self.device.index] if self.device.type == "cuda" else None
         # No per-forward buffer broadcast (BatchNorm statistics stay rank-local); the flag was renamed in
@@ -184,7 +189,7 @@ class DDPEngine(LocalEngine):
     def reduce_mean_(self, tensors):
         """Average tensors in place with one all-reduce over their concatenation."""
         tensors = [t for t in tensors if t is not None]
-        if not tensors:
+        if not tensors or self.world_size == 1:
             return
         with _Comm(self) as comm:
             flat = _flatten_dense_tensors(tensors)

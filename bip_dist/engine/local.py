@@ -26,6 +26,7 @@ class LocalEngine:
         self.channels_last = dist.channels_last
         self.comm_seconds = 0.0
         self.comm_bytes = 0
+        self.exact_timing = True  # see timed(); the training loop sets it per step
 
     # --- setup -----------------------------------------------------------------------------------
     def prepare(self, model, store, weight_opt):
@@ -101,17 +102,21 @@ class LocalEngine:
         """Release communication resources (no-op here)."""
 
     def timed(self):
-        """Wall-clock timer that first waits for queued device work, so step parts are attributed right."""
-        return _Timer(self.device)
+        """Wall-clock timer of step parts. On CUDA each lap first waits for the queued device work, so parts
+        are attributed right, but only while `exact_timing` is on (the loop turns it on at logging steps):
+        otherwise its laps are None, since without the wait they would time only the queueing."""
+        return _Timer(self.device.type == "cuda", self.exact_timing)
 
 
 class _Timer:
-    def __init__(self, device):
-        self.cuda = device.type == "cuda"
+    def __init__(self, cuda, exact):
+        self.sync, self.blind = cuda and exact, cuda and not exact
         self.start = None
 
     def lap(self):
-        if self.cuda:
+        if self.blind:
+            return None
+        if self.sync:
             torch.cuda.synchronize()
         now = time.perf_counter()
         dt = 0.0 if self.start is None else now - self.start

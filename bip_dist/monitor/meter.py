@@ -39,14 +39,15 @@ class StepMeter(Callback):
     Each step it adds `images_per_s` (global: per-rank samples through forward/backward passes per
     second x world size) to the step dict, so MetricsLog's metrics.jsonl records it too. Every `every`
     steps `last` holds window means as floats (loss, top-1 in %, times, rates) plus `peak_mem_mb`, and
-    `fresh` is True for that step. At epoch ends it adds epoch time, throughput and peak memory to the
+    `fresh` is True for that step; a step part the engine did not time (None: on CUDA only logging steps
+    are timed) is left out of its mean. At epoch ends it adds epoch time, throughput and peak memory to the
     epoch metrics (so they reach metrics.jsonl, log.txt and result.json).
     """
 
     def __init__(self, every, device, world_size=1):
         self.every, self.device, self.world = every, device, world_size
         self.last, self.fresh = {}, False
-        self._acc, self._steps = {}, 0
+        self._acc, self._count = {}, {}
         self._epoch_t0, self._epoch_imgs, self._epoch_busy = time.perf_counter(), 0, 0.0
 
     def on_start(self, state, parts, loaders, run_dir):
@@ -60,14 +61,14 @@ class StepMeter(Callback):
         self._epoch_imgs += n
         self._epoch_busy += out.get("time_step", 0.0)
         for k in WINDOW_MEANS:
-            if k in out:
+            if out.get(k) is not None:  # step parts are None where the engine did not time them
                 _add(self._acc, k, out[k])
+                self._count[k] = self._count.get(k, 0) + 1
         for level in LEVELS:
             if f"correct_{level}" in out:
                 _add(self._acc, f"correct_{level}", out[f"correct_{level}"])
                 _add(self._acc, f"n_{level}", out[f"n_{level}"])
         _add(self._acc, "images", n)
-        self._steps += 1
         self.fresh = state.step % self.every == 0
         if self.fresh:
             self.last = self._flush()
@@ -75,14 +76,13 @@ class StepMeter(Callback):
 
     def _flush(self):
         acc = {k: float(v) for k, v in self._acc.items()}  # the one sync per window
-        steps = max(1, self._steps)
-        res = {k: acc[k] / steps for k in WINDOW_MEANS if k in acc}
+        res = {k: acc[k] / self._count[k] for k in WINDOW_MEANS if k in acc}
         for level in LEVELS:
             if f"n_{level}" in acc:
                 res[f"top1_{level}"] = top1(acc[f"correct_{level}"], acc[f"n_{level}"])
         res["images_per_s"] = self.world * acc["images"] / max(acc.get("time_step", 0.0), 1e-9)
         res["peak_mem_mb"] = peak_memory_mb(self.device)
-        self._acc, self._steps = {}, 0
+        self._acc, self._count = {}, {}
         return res
 
     def on_epoch_end(self, state, metrics):

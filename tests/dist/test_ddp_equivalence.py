@@ -78,3 +78,20 @@ def test_bucket_layout_covers_the_buffer_from_the_end():
     buckets, bucket_of = _build_buckets(offsets, 4, 25 * 4 / 2 ** 20)  # 25 elements per bucket
     assert [(lo, hi) for lo, hi, _ in buckets] == [(35, 100), (10, 35), (0, 10)]
     assert bucket_of == [2, 1, 1, 0]
+
+
+def test_world_size_one_skips_ddp():
+    """One rank: no DDP wrapper and no score all-reduce, and the step is the single-process step."""
+    import torch.distributed as dist
+
+    from bip_dist.engine.ddp import DDPEngine
+    from bip_dist.engine.dist_env import DistEnv
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        engine = DDPEngine(H.dist_cfg(), H.PER_RANK, DistEnv())
+        got = H.run("bip_paper", engine)  # the paper IG also goes through reduce_mean_
+        assert engine.theta_model is engine.model and engine.reducer is None
+    finally:
+        dist.destroy_process_group()
+    torch.manual_seed(0)
+    H.assert_same_result(H.run("bip_paper", LocalEngine()), [{"bip_paper": got}], "bip_paper")

@@ -84,6 +84,19 @@ def test_meter_window_means():
     assert last["images_per_s"] == pytest.approx(16.0)
 
 
+def test_untimed_step_parts_leave_the_means():
+    """On CUDA only logging steps are timed (laps None elsewhere); their parts average over timed steps."""
+    from bip_dist.engine.local import _Timer
+    assert _Timer(cuda=True, exact=False).lap() is None
+    assert _Timer(cuda=False, exact=False).lap() == 0.0  # the CPU needs no wait: every step is timed
+    meter = StepMeter(every=3, device="cpu")
+    state = TrainState()
+    for t in (None, None, 0.3):
+        state.step += 1
+        meter.on_step(state, {"time_step": 0.5, "time_theta": t, "n_theta": 1})
+    assert meter.last["time_theta"] == pytest.approx(0.3) and meter.last["time_step"] == pytest.approx(0.5)
+
+
 def test_crash_is_logged_and_monitors_flushed(tmp_path, monkeypatch):
     """A run that dies still leaves its last scalars on disk and says what stopped it."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
