@@ -6,10 +6,10 @@ number of entries that changed as a 0-dim int64 tensor on the scores' device:
 - `topk_mask_` (CUDA, any device, small selections): `torch.topk(sorted=False)` and a scatter. Nothing
   is read back to the host, so a GPU step never waits for the selection.
 - `BandedTopK` (large CPU selections): scores move little per step, so the previous threshold brackets
-  the new one. One chunked read of the scores and of the old mask counts what lies above the bracket and
-  finds the few entries inside it or whose side of the bracket disagrees with the old mask; the threshold
-  comes from the entries inside, and only entries that change are written. It needs Python numbers (band
-  edges, counts), which on a GPU would mean a host sync per step: CPU only.
+  the new one. One chunked read of the scores and the old mask finds the few entries inside the band or
+  on the other side of it than their old mask says; the threshold comes from the entries inside, and only
+  entries that change are written. It needs Python numbers (band edges, counts), which on a GPU would
+  mean a host sync per step: CPU only. (A NaN score keeps its mask entry.)
 
 Ties at the threshold: `BandedTopK` keeps the tied entries of lowest index, so the mask is a function of
 the scores alone and identical on every rank; `topk_mask_` keeps whichever ties `torch.topk` returns
@@ -120,7 +120,7 @@ class BandedTopK:
         z.sub_(c).addcmul_(old, z, value=-2)
         rows = _ROWS if k % _ROWS == 0 else 1
         width = k // rows
-        cols = (z.view(rows, width).amax(0) >= -w).nonzero().squeeze(1)
+        cols = (z.view(rows, width).amax(0) < -w).logical_not_().nonzero().squeeze(1)  # NaN: look inside
         if cols.numel():  # row-major nonzero over (rows, cols): positions come out ascending
             r, j = (z.view(rows, width).index_select(1, cols) >= -w).nonzero().unbind(1)
             pos.append(cols.add_(start)[j].add_(r, alpha=width))
