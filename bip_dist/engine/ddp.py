@@ -5,6 +5,8 @@ followed by a backward over that set. BiP's score pass differentiates a differen
 the paper IG the prunable weights) at a different point, so it runs on the unwrapped module and its
 gradients are averaged by `ScoreGradReducer` on the flat score-gradient buffer. Scores and masks are
 excluded from DDP entirely: masks are recomputed identically on every rank from identical scores.
+First-order BiP (train/first_order_step.py) has one pass for both levels: it runs through DDP, whose
+hooks reduce the weight gradients while the reducer's hooks reduce the score gradients (`backward_both`).
 
 BatchNorm: by default no per-forward buffer broadcast (each rank keeps running statistics of its own
 shard; rank 0's are what checkpoints save); `dist.sync_bn: true` converts BatchNorm to SyncBatchNorm
@@ -176,11 +178,21 @@ class DDPEngine(LocalEngine):
 
     def backward_scores(self, loss):
         """Backward on the unwrapped module; score-gradient buckets are reduced as they fill."""
+        self._reducing_scores(loss, torch.Tensor.backward)
+
+    def backward_both(self, loss, keep_weight_grads=False):
+        """The first-order pass: the theta backward (DDP's hooks all-reduce the weight gradients) with the
+        score reducer's hooks live, so both reductions overlap the one backward. Both issue collectives on
+        the default group from autograd hooks, in the backward's order, which every rank shares."""
+        self._reducing_scores(loss, self.backward_theta)
+
+    def _reducing_scores(self, loss, backward):
+        """Run `backward(loss)` while the score reducer averages `store.grad`; counts its bytes and time."""
         if self.reducer is None:
-            loss.backward()
+            backward(loss)
             return
         b0, s0 = self.reducer.bytes, self.reducer.seconds
-        self.reducer.backward(loss)
+        self.reducer.backward(loss, backward)
         self.comm_bytes += self.reducer.bytes - b0
         self.comm_seconds += self.reducer.seconds - s0
 

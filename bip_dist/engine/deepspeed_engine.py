@@ -14,7 +14,9 @@ buffer of the standard layout.
 ZeRO-2 reduces weight gradients from autograd hooks in *every* backward. A score pass that also
 differentiates weights (bip.fused=false's "bilevel" pass, or bip.implicit=paper) would feed those hooks
 and corrupt the next theta step, so that combination is refused; ZeRO-1 (no hooks: overlap_comm and
-contiguous_gradients off in zero1.json) runs every trainer.
+contiguous_gradients off in zero1.json) runs every trainer. First-order BiP's one backward is the theta
+backward itself, so it runs under either stage (but not with bip.implicit=paper, which squares the whole
+weight gradients that ZeRO frees).
 """
 
 import json
@@ -120,6 +122,15 @@ class DeepSpeedEngine(DDPEngine):
                              "must not differentiate weights: use configs/deepspeed/zero1.json, or "
                              "bip.fused=true with bip.implicit=reference|none")
         super().backward_scores(loss)
+
+    def backward_both(self, loss, keep_weight_grads=False):
+        """ZeRO reduces the weight gradients (stage 2 from its hooks, stage 1 after the backward) while the
+        score reducer's hooks reduce the score gradients; ZeRO then frees the whole weight gradients."""
+        if keep_weight_grads:
+            raise ValueError("trainer bip_first_order with bip.implicit=paper squares the averaged weight "
+                             "gradients, which DeepSpeed's ZeRO partitions and frees in backward: use "
+                             "dist.backend=ddp, or bip.implicit=reference|none")
+        super().backward_both(loss)
 
     # --- checkpoint state ------------------------------------------------------------------------
     # ZeRO partitions SGD's momentum across ranks. Checkpoints hold it whole, per weight, in torch SGD's

@@ -57,6 +57,16 @@ class LocalEngine:
         """Forward for the score pass (never through DDP: its parameter set differs)."""
         return self.model(x)
 
+    def forward_both(self, x):
+        """Forward of the first-order BiP pass, whose one backward feeds both levels: through the theta
+        wrapper, so its weight gradients are reduced as the theta pass's are."""
+        return self.theta_model(x)
+
+    def backward_both(self, loss, keep_weight_grads=False):
+        """Backward of forward_both; on return the weights' `.grad` and `store.grad` hold the globally
+        averaged gradients. `keep_weight_grads`: the caller reads the weights' `.grad` afterwards."""
+        loss.backward()
+
     def backward_theta(self, loss):
         loss.backward()
 

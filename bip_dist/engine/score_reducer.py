@@ -69,12 +69,13 @@ class ScoreGradReducer:
         self._next += 1
         self.seconds += time.perf_counter() - t0
 
-    def backward(self, loss):
-        """Backward with overlapped reduction; on return `store.grad` is the mean over ranks."""
+    def backward(self, loss, run=torch.Tensor.backward):
+        """Backward with overlapped reduction; on return `store.grad` is the mean over ranks. `run(loss)`
+        is the call that runs the backward (an engine's theta backward when one pass feeds both levels)."""
         self._reset()
         self._active = True
         try:
-            loss.backward()
+            run(loss)
         finally:
             self._active = False
         t0 = time.perf_counter()
