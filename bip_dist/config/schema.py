@@ -71,7 +71,8 @@ class BipConfig:
                       "literal three passes plus a logging forward (for comparison)")
     implicit: str = opt("reference", "implicit-gradient formula. reference: g_s <- g_s - lr2 * g_s*g_s "
                         "(OPTML-Group/BiP trainer/bilevel.py); paper: g_s <- g_s - lr2 * sum((dL/dtheta)^2) "
-                        "(Hessian-free bi-linear IG, grad at the updated theta on B_m); none: first-order only",
+                        "(Hessian-free bi-linear IG, grad at the updated theta on B_m; bip_first_order: at "
+                        "theta_t on its one batch); none: no IG term",
                         choices=("reference", "paper", "none"))
     lr2: float = opt(1e-4, "implicit-gradient scale (1/gamma of the lower-level regulariser)", min=0.0)
 
@@ -142,7 +143,8 @@ class BaselineConfig:
 class ExperimentConfig:
     name: str = opt("exp", "experiment name; run folder is <out_dir>/<name>/<mode>/<hash>")
     mode: str = opt("pretrain", "stage of the pretrain -> prune -> finetune pipeline", choices=MODES)
-    trainer: str = opt("dense", "dense SGD; hydra: scores only; bip; finetune: weights under a fixed mask; "
+    trainer: str = opt("dense", "dense SGD; hydra: scores only; bip; bip_first_order: both BiP levels from one "
+                       "pass (experimental, docs/first_order.md); finetune: weights under a fixed mask; "
                        "omp / imp / random: magnitude, iterative-magnitude and random baselines",
                        choices=tuple(TRAINERS))
     seed: int = opt(0, "global seed", min=0, max=2**32 - 1)

@@ -12,7 +12,7 @@ import time
 import torch
 
 from bip_dist.train.callbacks import Callback
-from bip_dist.train.metrics import LEVELS, WINDOW_MEANS, top1
+from bip_dist.train.metrics import LEVELS, WINDOW_MEANS, images, top1
 
 
 def peak_memory_mb(device):
@@ -56,7 +56,7 @@ class StepMeter(Callback):
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def on_step(self, state, out):
-        n = int(out.get("n_theta", 0)) + int(out.get("n_score", 0))
+        n = images(out)
         out["images_per_s"] = self.world * n / max(out.get("time_step", 0.0), 1e-9)
         self._epoch_imgs += n
         self._epoch_busy += out.get("time_step", 0.0)

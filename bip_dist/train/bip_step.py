@@ -106,6 +106,10 @@ class BipStep:
 
     def _paper_ig(self):
         grads = [w.grad for w in self.store.weights]
-        self.engine.reduce_mean_(grads)
+        self.engine.reduce_mean_(grads)  # the score pass ran on the unwrapped module: rank-local
+        self._squares_to_ig(grads)
+
+    def _squares_to_ig(self, grads):
+        """ig = sum of (dL/dtheta)^2 over the weights of each score (the paper's Hessian-free term)."""
         for (_, m), g, a, b in zip(self.store.layers, grads, self.store.offsets[:-1], self.store.offsets[1:]):
             self.ig[a:b].copy_(g.pow(2).sum_to_size(m.scores.shape).reshape(-1))

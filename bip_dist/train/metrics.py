@@ -2,7 +2,8 @@
 
 A step returns per BiP level (theta: lower, score: upper) `loss_<level>`, `correct_<level>` and
 `n_<level>`, plus scalars from STEP_SCALARS; the loop adds the data and step times and the learning rates,
-the StepMeter the throughput and peak memory. Every logged key maps to its TensorBoard tag here.
+the StepMeter the throughput and peak memory. Every logged key maps to its TensorBoard tag here. A step
+whose one batch serves both levels (bip_first_order) also returns `n_images`, so it is counted once.
 """
 
 LEVELS = ("theta", "score")
@@ -28,6 +29,13 @@ TAGS = {**WINDOW_MEANS, **DERIVED}
 def top1(correct, n):
     """Top-1 accuracy in percent from a count of correct predictions out of `n`."""
     return 100.0 * float(correct) / max(1, n)
+
+
+def images(out):
+    """The samples a step put through forward/backward passes: `n_images`, else n_theta + n_score."""
+    if "n_images" in out:
+        return int(out["n_images"])
+    return int(out.get("n_theta", 0)) + int(out.get("n_score", 0))
 
 
 def scalarize(out):

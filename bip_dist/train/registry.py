@@ -11,12 +11,13 @@ from typing import Callable, Optional
 from bip_dist.baselines import imp_masks, omp_masks, random_masks
 from bip_dist.optim import FlatScoreSGD, weight_optimizer, weight_params
 from bip_dist.train.bip_step import BipStep
+from bip_dist.train.first_order_step import FirstOrderBipStep
 from bip_dist.train.steps import HydraStep, WeightStep
 
 
 @dataclass(frozen=True)
 class TrainerSpec:
-    step: type                       # the per-iteration step class (train/steps.py, train/bip_step.py)
+    step: type                       # the per-iteration step class (train/steps.py, bip_step.py, ...)
     mode: str                        # the stage of pretrain -> prune -> finetune it runs as
     prunes: bool                     # runs with masks: needs prune.layer_type other than 'dense'
     source: str = ""                 # what its source_net must be; '' = it needs none
@@ -42,6 +43,7 @@ TRAINERS = {
     "dense": TrainerSpec(WeightStep, "pretrain", prunes=False),
     "hydra": TrainerSpec(HydraStep, "prune", prunes=True),
     "bip": TrainerSpec(BipStep, "prune", prunes=True),
+    "bip_first_order": TrainerSpec(FirstOrderBipStep, "prune", prunes=True),
     "finetune": TrainerSpec(WeightStep, "finetune", prunes=True, source="the prune stage's final.pt"),
     "omp": TrainerSpec(WeightStep, "prune", prunes=True, source="the pretrained dense model to prune",
                        one_shot_mask=omp_masks),

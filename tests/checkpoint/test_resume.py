@@ -13,8 +13,9 @@ import ckpt_helpers as H  # noqa: E402
 from bip_dist.checkpoint.consolidate import consolidate  # noqa: E402
 from bip_dist.checkpoint.layout import Layout  # noqa: E402
 
-# bip: 6 steps/epoch (two 8-image streams of 96 samples), dense/hydra: 12; 2 epochs, a save every 2 steps.
-CRASH = {"dense": 15, "hydra": 15, "bip": 9}
+# bip: 6 steps/epoch (two 8-image streams of 96 samples), the one-stream trainers 12; 2 epochs, a save every
+# 2 steps.
+CRASH = {"dense": 15, "hydra": 15, "bip": 9, "bip_first_order": 15}
 _REF = {}
 
 
@@ -26,7 +27,7 @@ def reference(tmp_path_factory, trainer, *extra):
     return _REF[key]
 
 
-@pytest.mark.parametrize("trainer", ["dense", "hydra", "bip"])
+@pytest.mark.parametrize("trainer", list(CRASH))
 def test_killed_run_resumes_bitwise(tmp_path, tmp_path_factory, trainer):
     assert H.run(H.make_cfg(tmp_path, trainer), crash_at=CRASH[trainer]) is None
     ck = Layout(next(tmp_path.rglob("checkpoints")))

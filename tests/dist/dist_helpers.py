@@ -29,6 +29,8 @@ CASES = {
     "finetune": ("finetune", True, "none", "fp32"),
     "bip_bf16": ("bip", True, "reference", "bf16"),
     "bip_cl": ("bip", True, "reference", "fp32"),
+    "bip_first_order": ("bip_first_order", True, "reference", "fp32"),
+    "bip_first_order_paper": ("bip_first_order", True, "paper", "fp32"),
 }
 CHANNELS_LAST = ("bip_cl",)  # run with dist.channels_last (the model as build_parts converts it)
 

@@ -15,7 +15,8 @@ import dist_helpers as H  # noqa: E402
 
 from bip_dist.engine import LocalEngine  # noqa: E402
 
-EXACT = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "finetune", "bip_cl"]
+EXACT = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "finetune", "bip_cl", "bip_first_order",
+         "bip_first_order_paper"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_two_ranks_equal_one_rank_double_batch(case, ddp_results, reference):
     H.assert_same_result(reference[case], ddp_results, case)
 
 
-@pytest.mark.parametrize("case", ["bip_fused", "hydra"])
+@pytest.mark.parametrize("case", ["bip_fused", "hydra", "bip_first_order"])
 def test_training_moved_scores_and_mask(case, reference):
     """The equivalence above means something only if the scores and the mask actually moved."""
     torch.manual_seed(0)
@@ -65,11 +66,19 @@ def test_bf16_halves_score_traffic(ddp_results):
     assert fp32 - bf16 == score_bytes // 2
 
 
-def test_score_buckets_overlap_backward(ddp_results):
-    """Several buckets per model, and all but the first layer's bucket launched from backward hooks."""
-    got = ddp_results[0]["bip_fused"]
+@pytest.mark.parametrize("case", ["bip_fused", "bip_first_order"])
+def test_score_buckets_overlap_backward(case, ddp_results):
+    """Several buckets per model, and all but the first layer's bucket launched from backward hooks (for
+    first-order BiP: from the one backward that DDP reduces the weight gradients of)."""
+    got = ddp_results[0][case]
     assert got["buckets"] >= 3
     assert got["overlapped"] >= (got["buckets"] - 1) * H.ITERS
+
+
+def test_first_order_reduces_what_bip_reduces(ddp_results):
+    """The one backward all-reduces one set of weight and one set of score gradients, as BiP's two do."""
+    got = ddp_results[0]
+    assert got["bip_first_order"]["comm_bytes"] == got["bip_fused"]["comm_bytes"] > got["hydra"]["comm_bytes"]
 
 
 def test_bucket_layout_covers_the_buffer_from_the_end():

@@ -14,8 +14,8 @@ from bip_dist.engine import LocalEngine  # noqa: E402
 
 pytest.importorskip("deepspeed")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ZERO1 = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "bip_cl"]
-ZERO2 = ["bip_fused", "dense"]
+ZERO1 = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "bip_cl", "bip_first_order"]
+ZERO2 = ["bip_fused", "dense", "bip_first_order"]
 
 
 def _spawn(tmp_path_factory, stage, cases):
@@ -27,7 +27,7 @@ def _spawn(tmp_path_factory, stage, cases):
 
 @pytest.fixture(scope="module")
 def zero1(tmp_path_factory):
-    return _spawn(tmp_path_factory, 1, ZERO1)
+    return _spawn(tmp_path_factory, 1, ZERO1 + ["bip_first_order_paper"])
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,12 @@ def test_standard_layout_lets_deepspeed_view_params_as_bytes():
     standard_layout_(model)
     for p, b in zip(model.parameters(), before):
         assert p.view(torch.uint8).numel() == 4 * p.numel() and torch.equal(p, b)
+
+
+def test_first_order_paper_ig_refused(zero1):
+    """ZeRO frees the whole weight gradients that the first-order paper IG squares."""
+    for res in zero1:
+        assert "dist.backend=ddp" in res["bip_first_order_paper"]["error"]
 
 
 @pytest.mark.parametrize("stage", [0, 3])
