@@ -1,4 +1,4 @@
-"""Per-iteration cost of dense SGD, HYDRA, BiP fused and BiP three-pass, measured side by side.
+"""Per-iteration cost of dense SGD, HYDRA, BiP fused, BiP three-pass and first-order BiP, side by side.
 
 Usage: python bench/bench_step.py [--models resnet20s resnet18] [--batch 64] [--iters 15]
 Prints a table (median seconds per iteration, ratio to dense, share of the BiP step spent on the mask)
@@ -24,7 +24,7 @@ from bip_dist.train.registry import TRAINERS, make_step
 
 # label -> (trainer, bip.fused)
 METHODS = {"dense": ("dense", True), "hydra": ("hydra", True), "bip_fused": ("bip", True),
-           "bip_3pass": ("bip", False)}
+           "bip_3pass": ("bip", False), "bip_first_order": ("bip_first_order", True)}
 
 
 def method_step(method, arch, k=0.1):
@@ -83,11 +83,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     host_memory = not torch.cuda.is_available() and keep_freed_memory()  # as bip-train does on the CPU
     rows = [bench_model(a, args.batch, args.iters, args.warmup) for a in args.models]
-    print(f"\n{'model':<11}{'method':<11}{'median s/it':>12}{'x dense':>9}")
+    print(f"\n{'model':<11}{'method':<16}{'median s/it':>12}{'x dense':>9}")
     for r in rows:
         for m in METHODS:
-            print(f"{r['arch']:<11}{m:<11}{r['median_s'][m]:>12.4f}{r['ratio_to_dense'][m]:>9.2f}")
-        print(f"{r['arch']:<11}{'mask share of the BiP fused step:':<33}{100 * r['bip_fused_mask_share']:>6.2f}%")
+            print(f"{r['arch']:<11}{m:<16}{r['median_s'][m]:>12.4f}{r['ratio_to_dense'][m]:>9.2f}")
+        print(f"{r['arch']:<11}{'mask share of the BiP fused step:':<38}{100 * r['bip_fused_mask_share']:>6.2f}%")
     res = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                        "platform": platform.platform(),
                        "keep_host_memory": host_memory}, "batch_per_stream": args.batch, "rows": rows}
