@@ -7,10 +7,13 @@ For each method and remaining ratio k it runs the method's stages with the train
 run folder (named by the config hash), and skips every stage whose result.json already exists, so an
 interrupted sweep resumes where it stopped. Stages per point:
     bip     <configs>/bip.yaml (+ finetune.yaml with --finetune-bip; the paper finds BiP needs none)
+    bip_first_order  bip_first_order.yaml (first-order BiP, experimental; --finetune-bip applies too)
     hydra   hydra.yaml (scores only) -> finetune.yaml
     omp     omp.yaml (magnitude mask of the pretrained weights, then weight training)
     random  random.yaml
     imp     imp.yaml once per IMP round (20% of the survivors each), rewinding to the pretrain's rewind.pt
+A variant (--variant LABEL=METHOD) runs a method again as a method of its own named LABEL, with LABEL's
+own --stage-set overrides: e.g. first-order BiP at two epoch budgets beside exact BiP.
 Writes <out_dir>/<name>/sweep/results.csv, results.json and accuracy_vs_sparsity.png.
 """
 
@@ -25,7 +28,7 @@ from launcher.stage import run_or_reuse
 LTH_SERIES = [0.8, 0.64, 0.512, 0.41, 0.328, 0.262, 0.2097, 0.1678, 0.1342, 0.1074, 0.0859, 0.0687, 0.055,
               0.044, 0.035, 0.028, 0.0225, 0.018, 0.0144, 0.0115, 0.0092]
 STRUCTURED_SERIES = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
-METHODS = ("bip", "hydra", "omp", "imp", "random")
+METHODS = ("bip", "bip_first_order", "hydra", "omp", "imp", "random")
 
 
 class Sweep:
@@ -41,6 +44,7 @@ class Sweep:
             if not kv:
                 raise SystemExit(f"bip-sweep: --stage-set expects STAGE:KEY=VALUE, got {item!r}")
             self.per_stage.setdefault(stage, []).append(kv)
+        self.variants = parse_variants(args.variant)
 
     def config(self, stage):
         """`<configs>/<stage>.yaml`; a baseline without its own file is finetune.yaml with its trainer
@@ -54,7 +58,7 @@ class Sweep:
     def run(self, stage, overrides):
         """Run `<configs>/<stage>.yaml` with overrides unless its result exists; returns (result, seconds)."""
         from bip_dist.config import load_config
-        path, implied = self.config(stage)
+        path, implied = self.config(self.variants.get(stage, stage))
         overrides = implied + list(overrides)
         base = load_config(path, overrides)  # with this point's source_net: bip / hydra need one
         epochs = max(1, int(round(base.train.epochs * self.args.epochs_scale)))
@@ -81,7 +85,8 @@ def run_method(sw, method, ks, layer, pre_final, rewind):
     """Rows (one per k) of one method; the stages of a point run in order, each resumable."""
     prune = [f"prune.layer_type={layer}"]
     rows = []
-    if method == "imp":
+    kind = sw.variants.get(method, method)
+    if kind == "imp":
         from bip_dist.baselines import imp_schedule
         prev, total = pre_final, 0.0
         wanted = {round(k, 6) for k in ks}
@@ -95,11 +100,23 @@ def run_method(sw, method, ks, layer, pre_final, rewind):
     for k in ks:
         point = prune + [f"prune.k={k}"]
         res, s = sw.run(method, point + [f"source_net={pre_final}"])
-        if method == "hydra" or (method == "bip" and sw.args.finetune_bip):
+        if kind == "hydra" or (kind in ("bip", "bip_first_order") and sw.args.finetune_bip):
             ft, s2 = sw.run("finetune", point + [f"source_net={Path(res['run_dir']) / 'final.pt'}"])
             res, s = ft, s + s2
         rows.append(_row(method, k, res, s))
     return rows
+
+
+def parse_variants(items):
+    """{label: method} from LABEL=METHOD items; one line naming the bad item otherwise."""
+    variants = {}
+    for item in items:
+        label, _, method = item.partition("=")
+        if method not in METHODS or not label or label in METHODS:
+            raise SystemExit(f"bip-sweep: --variant {item!r}: expected LABEL=METHOD with a new LABEL and "
+                             f"METHOD one of {', '.join(METHODS)}")
+        variants[label] = method
+    return variants
 
 
 def write_outputs(out, rows, dense, title):
@@ -168,7 +185,11 @@ def parse_args(argv=None):
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="overrides for every stage (--set a=1 b=2)")
     p.add_argument("--stage-set", action="append", default=[], metavar="STAGE:KEY=VALUE",
-                   help="override for one stage (pretrain, bip, hydra, finetune, omp, imp, random)")
+                   help="override for one stage (pretrain, bip, hydra, finetune, omp, imp, random, or a "
+                   "variant's label)")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=METHOD",
+                   help="METHOD run again as the method LABEL (list LABEL in --methods), with LABEL's own "
+                   "--stage-set overrides; in a --sweep file: 'variant: {LABEL: METHOD}'")
     args = p.parse_args(argv)
     if args.sweep:
         import yaml
@@ -180,10 +201,12 @@ def parse_args(argv=None):
                 for k, v in spec.items()}
         stage_set = spec.pop("stage_set", {}) or {}
         spec["stage_set"] = [f"{st}:{kv}" for st, kvs in stage_set.items() for kv in kvs]
+        spec["variant"] = [f"{label}={m}" for label, m in (spec.pop("variant", {}) or {}).items()]
         spec["set"] = list(spec.get("set", []))
         p.set_defaults(**spec)
         again = p.parse_args(argv)  # command-line options win; list options add to the file's
         again.set, again.stage_set = spec["set"] + args.set, spec["stage_set"] + args.stage_set
+        again.variant = spec["variant"] + args.variant
         args = again
     if not args.configs:
         p.error("--configs (or 'configs' in the --sweep file) is required")
@@ -193,15 +216,16 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    bad = [m for m in methods if m not in METHODS]
+    sw = Sweep(args)
+    bad = [m for m in methods if m not in METHODS and m not in sw.variants]
     if bad or not methods:
-        print(f"bip-sweep: unknown method(s) {bad}; valid: {', '.join(METHODS)}", file=sys.stderr)
+        print(f"bip-sweep: unknown method(s) {bad}; valid: {', '.join([*METHODS, *sw.variants])}",
+              file=sys.stderr)
         return 2
     series = args.series or ("structured" if args.layer_type in ("filter", "channel") else "lth")
     ks = [float(k) for k in args.ks.split(",")] if args.ks else \
         (LTH_SERIES if series == "lth" else STRUCTURED_SERIES)
     layer = args.layer_type or ("unstructured" if series == "lth" else "channel")
-    sw = Sweep(args)
     if args.source:
         pre_final, rewind = Path(args.source), Path(args.source)
         res = pre_final.parent / "result.json"  # a pretrain stage's final.pt has its result beside it

@@ -1,5 +1,5 @@
 # Research targets (monitoring, baselines sweep, compact export). Included by the main Makefile.
-.PHONY: tensorboard sweep-demo bench-compact
+.PHONY: tensorboard sweep-demo sweep-first-order bench-compact
 
 TB_PORT ?= 6006
 # `make tensorboard RUN=runs/demo` (a run folder or any folder above several): serves every tb/ below it.
@@ -14,3 +14,8 @@ bench-compact: $(VENV)/.installed
 # BiP, HYDRA, OMP, IMP on digits over 4 sparsities: runs/sweep_demo/sweep/{results.csv,accuracy_vs_sparsity.png}
 sweep-demo: $(VENV)/.installed prep-demo
 	$(PY) -m launcher.sweep --sweep configs/sweeps/digits_demo.yaml
+
+# Exact vs first-order BiP (equal steps, images, compute), HYDRA and OMP on digits over 6 sparsities:
+# runs/digits_first_order/sweep/{results.csv,accuracy_vs_sparsity.png}
+sweep-first-order: $(VENV)/.installed prep-demo
+	$(PY) -m launcher.sweep --sweep configs/sweeps/digits_first_order.yaml

@@ -1,8 +1,12 @@
 """bip-sweep end to end on in-memory data: every method, CSV + plot, IMP rounds, resume skips stages."""
 
 import csv
+import json
 import os
 import sys
+from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "monitor"))
 from fake_loaders import use_fakes  # noqa: E402
@@ -22,6 +26,7 @@ def _configs(root):
     root.mkdir()
     for name, mode, trainer, layer in [("pretrain", "pretrain", "dense", "dense"), ("bip", "prune", "bip",
                                        "unstructured"), ("hydra", "prune", "hydra", "unstructured"),
+                                       ("bip_first_order", "prune", "bip_first_order", "unstructured"),
                                        ("finetune", "finetune", "finetune", "unstructured"),
                                        ("omp", "prune", "omp", "unstructured")]:
         (root / f"{name}.yaml").write_text(STAGE.format(mode=mode, trainer=trainer, layer=layer))
@@ -33,18 +38,23 @@ def test_sweep_all_methods_and_resume(tmp_path, monkeypatch, capsys):
     loop = use_fakes(monkeypatch, batches=3, bs=8)
     cfgs = _configs(tmp_path / "cfg")
     spec = tmp_path / "s.yaml"
-    spec.write_text(f"configs: {cfgs}\nname: sw\nmethods: [bip, hydra, omp, imp, random]\nks: [0.8, 0.5]\n"
-                    "rewind: 1it\nstage_set:\n  pretrain: [train.epochs=2]\n")
+    spec.write_text(f"configs: {cfgs}\nname: sw\nmethods: [bip, bip_first_order, fo_long, hydra, omp, imp, random]\n"
+                    "ks: [0.8, 0.5]\nrewind: 1it\nvariant: {fo_long: bip_first_order}\n"
+                    "stage_set:\n  pretrain: [train.epochs=2]\n  fo_long: [train.epochs=2]\n")
     argv = ["--sweep", str(spec), "--out-dir", str(tmp_path / "runs")]
     assert sweep.main(argv) == 0
     out = tmp_path / "runs" / "sw" / "sweep"
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
-    assert {(r["method"], float(r["k"])) for r in rows} == {(m, k) for m in sweep.METHODS for k in (0.8, 0.5)}
+    methods = {*sweep.METHODS, "fo_long"}
+    assert {(r["method"], float(r["k"])) for r in rows} == {(m, k) for m in methods for k in (0.8, 0.5)}
+    # the variant is bip_first_order.yaml run with its own overrides: 2 epochs where the method has 1
+    epochs = {r["method"]: json.loads((Path(r["run_dir"]) / "result.json").read_text())["epoch"] for r in rows}
+    assert (epochs["bip_first_order"], epochs["fo_long"]) == (1, 2)
     for r in rows:
         assert abs(float(r["measured_sparsity_pct"]) - float(r["sparsity_pct"])) < 0.5, r
     assert (out / "accuracy_vs_sparsity.png").stat().st_size > 1000
     imp_rounds = sorted((tmp_path / "runs" / "sw" / "prune").glob("*/result.json"))
-    assert len(imp_rounds) >= 2 * 4 + 3  # bip, hydra, omp, random x 2 points + IMP rounds 0.8, 0.64, 0.5
+    assert len(imp_rounds) >= 2 * 6 + 3  # 6 methods (IMP aside) x 2 points + IMP rounds 0.8, 0.64, 0.5
     pre = next((tmp_path / "runs" / "sw" / "pretrain").glob("*/rewind.pt"))
     assert pre.is_file()
     # a second invocation finds every result and trains nothing
@@ -53,3 +63,10 @@ def test_sweep_all_methods_and_resume(tmp_path, monkeypatch, capsys):
     assert sweep.main(argv) == 0
     assert "[sweep]" not in capsys.readouterr().out
     assert list(csv.DictReader((out / "results.csv").read_text().splitlines())) == rows
+
+
+def test_bad_variant_named(tmp_path):
+    from launcher import sweep
+    for item in ("bip=hydra", "fo=bip_second_order", "fo"):
+        with pytest.raises(SystemExit, match=f"--variant '{item}': expected LABEL=METHOD"):
+            sweep.main(["--configs", str(tmp_path), "--variant", item])
