@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 # (label, backend, trainer, fused, score_grad_dtype)
 METHODS = [("dense", "ddp", "dense", True, "fp32"), ("hydra", "ddp", "hydra", True, "fp32"),
            ("bip_fused", "ddp", "bip", True, "fp32"), ("bip_3pass", "ddp", "bip", False, "fp32"),
-           ("bip_fused_bf16", "ddp", "bip", True, "bf16"), ("bip_first_order", "ddp", "bip_first_order", True, "fp32"),
+           ("bip_fused_bf16", "ddp", "bip", True, "bf16"),
+           ("bip_first_order", "ddp", "bip_first_order", True, "fp32"),
            ("dense", "deepspeed", "dense", True, "fp32"), ("hydra", "deepspeed", "hydra", True, "fp32"),
            ("bip_fused", "deepspeed", "bip", True, "fp32"), ("bip_3pass", "deepspeed", "bip", False, "fp32"),
            ("bip_first_order", "deepspeed", "bip_first_order", True, "fp32")]

@@ -156,9 +156,10 @@ def print_table(rows, dense):
     ks = sorted({r["k"] for r in rows}, reverse=True)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     acc = {(r["method"], r["k"]): r["top1"] for r in rows}
-    print(f"\ndense top-1 {dense:.2f}%\n{'sparsity %':>11}" + "".join(f"{m:>9}" for m in methods))
+    w = max(9, *(len(m) + 2 for m in methods))  # variant labels are longer than the method names
+    print(f"\ndense top-1 {dense:.2f}%\n{'sparsity %':>11}" + "".join(f"{m:>{w}}" for m in methods))
     for k in ks:
-        print(f"{100 * (1 - k):>11.2f}" + "".join(f"{acc.get((m, k), float('nan')):>9.2f}" for m in methods))
+        print(f"{100 * (1 - k):>11.2f}" + "".join(f"{acc.get((m, k), float('nan')):>{w}.2f}" for m in methods))
 
 
 def parse_args(argv=None):

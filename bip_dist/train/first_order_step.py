@@ -20,6 +20,7 @@ from bip_dist.train.steps import count_correct, set_requires_grad
 class FirstOrderBipStep(BipStep):
     """BiP's optimizers, IG and learning rates (inherited); one pass where BiP takes two."""
 
+    trains_scores = True
     two_streams = False
     trains_weights = True
 

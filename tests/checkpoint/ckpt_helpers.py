@@ -71,7 +71,7 @@ def build_loaders(data_cfg, rank=0, world_size=1, seed=0, two_streams=False, dev
 
 
 def overrides(out, trainer, *extra):
-    """Config overrides of a short deterministic run of `trainer` (dense / hydra / bip) in `out`."""
+    """Config overrides of a short deterministic run of `trainer` (dense / hydra / bip / ...) in `out`."""
     pruned = TRAINERS[trainer].prunes
     base = [f"out_dir={out}", "name=ck", "model.arch=ckptnet", f"trainer={trainer}",
             f"prune.layer_type={'unstructured' if pruned else 'dense'}",
