@@ -59,8 +59,8 @@ def test_one_backward_gives_both_levels_gradients(granularity):
     store.set_trainable(False)
     e.zero_theta()
     e.backward_theta(F.cross_entropy(e.forward_theta(x), y))
-    for name_g, (g, ref) in enumerate(zip(joint_theta, _grads(weights))):
-        torch.testing.assert_close(g, ref, rtol=1e-5, atol=1e-7, msg=f"weight parameter {name_g}")
+    for i, (g, ref) in enumerate(zip(joint_theta, _grads(weights))):
+        torch.testing.assert_close(g, ref, rtol=1e-5, atol=1e-7, msg=f"weight parameter {i}")
     # (b) a scores-only pass at the same point on the same batch
     set_requires_grad(weights, False)
     store.set_trainable(True)
