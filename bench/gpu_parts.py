@@ -116,9 +116,9 @@ def part_steps(mode, dev, res):
             warned |= "Grad strides do not match bucket view strides" in r.stderr
             rows += [{"arch": arch, **row} for row in json.loads(out.read_text())["results"]]
     res.update(rows=rows, ddp_grad_stride_warning=warned, backends_skipped=skipped)
-    fused = {r["arch"]: r["ratio_to_dense_ddp"] for r in rows
-             if (r["method"], r["backend"]) == ("bip_fused", "ddp")}
-    text = ", ".join(f"{a}: BiP fused {v:.2f}x dense" for a, v in fused.items())
+    ratio = {(r["arch"], r["method"]): r["ratio_to_dense_ddp"] for r in rows if r["backend"] == "ddp"}
+    text = ", ".join(f"{a}: BiP fused {ratio[a, 'bip_fused']:.2f}x, first-order {ratio[a, 'bip_first_order']:.2f}x "
+                     f"dense" for a in mode.archs)
     text += f"; DDP grad-stride warning: {'yes' if warned else 'no'}"
     if skipped:
         text += f"; skipped {', '.join(skipped)} (not installed)"

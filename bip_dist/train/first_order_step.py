@@ -48,10 +48,11 @@ class FirstOrderBipStep(BipStep):
         t_mask = timer.lap()
         loss, correct, n = loss.detach(), count_correct(out, y), y.numel()
         # BiP's keys, both levels reporting the one shared batch; `n_images` counts it once for throughput.
-        # The score level has no pass of its own: its share of the pass is in time_theta.
+        # The score level has no pass of its own (its share of the pass is in time_theta): 0 s where the
+        # step is timed, None (untimed) where the other parts are too.
         return {"loss_theta": loss, "correct_theta": correct, "n_theta": n,
                 "loss_score": loss, "correct_score": correct, "n_score": n, "n_images": n,
-                "time_theta": t_pass, "time_score": 0.0, "time_mask": t_mask,
+                "time_theta": t_pass, "time_score": None if t_pass is None else 0.0, "time_mask": t_mask,
                 "time_comm": e.comm_seconds - comm0, "mask_flips": flips, "score_grad_norm": grad_norm}
 
     def gradients(self, x, y, keep_weight_grads=False):

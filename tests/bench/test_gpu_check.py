@@ -21,7 +21,8 @@ def test_gpu_check_tiny_runs_every_part(tmp_path):
     assert parts["equal"]["mask_entries_differing"] == 0 and parts["equal"]["max_abs_score_diff"] == 0.0
     assert parts["bf16"]["entries_moved_bf16"] > 0
     methods = {(row["method"], row["backend"]) for row in parts["steps"]["rows"]}
-    assert {("dense", "ddp"), ("hydra", "ddp"), ("bip_fused", "ddp"), ("bip_3pass", "ddp")} <= methods
+    assert {("dense", "ddp"), ("hydra", "ddp"), ("bip_fused", "ddp"), ("bip_3pass", "ddp"),
+            ("bip_first_order", "ddp")} <= methods
     assert parts["steps"]["ddp_grad_stride_warning"] is False
     assert parts["mask"]["ms"]["refresh_mask"] > 0 and parts["torchvision"]["median_s"] > 0
     # Parts that need optional packages either ran or name what is missing; the table lists every part.
