@@ -14,7 +14,6 @@ import typing
 from bip_dist.config.files import ConfigError, parse_value, read_config_file
 from bip_dist.config.schema import ExperimentConfig
 from bip_dist.fields import check_fields
-from bip_dist.train.registry import TRAINERS
 
 
 def _coerce(value, tp, key, src):
@@ -100,15 +99,25 @@ def load_config(path=None, overrides=()):
     return cfg
 
 
+def _trainers():
+    # Imported on use: the registry sits above the config layer (it builds steps, which read configs).
+    from bip_dist.train.registry import TRAINERS
+    return TRAINERS
+
+
 def _default_mode(raw):
     """A config that names no mode runs in its trainer's."""
+    TRAINERS = _trainers()
     trainer = raw.get("trainer", ExperimentConfig.trainer)
     if "mode" not in raw and isinstance(trainer, str) and trainer in TRAINERS:
         raw["mode"] = TRAINERS[trainer].mode
 
 
 def _cross_check(cfg, src):
-    spec = TRAINERS[cfg.trainer]  # a known name: checked against the schema's choices
+    TRAINERS = _trainers()
+    if cfg.trainer not in TRAINERS:
+        raise ConfigError(f"{src}: trainer = {cfg.trainer!r} is not one of {', '.join(TRAINERS)}")
+    spec = TRAINERS[cfg.trainer]
     if cfg.mode != spec.mode:
         raise ConfigError(f"{src}: mode '{cfg.mode}' disagrees with trainer '{cfg.trainer}', which runs in "
                           f"mode '{spec.mode}' (set mode: {spec.mode}, or omit it)")
