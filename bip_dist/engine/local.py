@@ -90,6 +90,10 @@ class LocalEngine:
     def sync_bn_stats(self, mode):
         """Make BatchNorm running statistics agree across ranks ('reduce' | 'broadcast' | 'local')."""
 
+    def agree(self, flags, step):
+        """Element-wise max of `flags` over ranks: the ranks' common decision to stop after `step`."""
+        return flags
+
     def check_masks(self):
         """Debug: raise if ranks disagree on the mask."""
 
