@@ -1,0 +1,132 @@
+"""Stopping a run on purpose, at the same step on every rank: divergence and preemption.
+
+Diverged: a loss, weight, buffer or score is nan / inf. Checked at logging steps and before every
+checkpoint: the two step losses plus one inf-norm over all weights and buffers and one over the flat
+score buffer (a fused foreach kernel), so no checkpoint, final.pt or result.json ever holds non-finite
+values; the run stops before writing anything and names the step and the quantity.
+
+Preempted: SIGTERM / SIGUSR1 arrived (train/preempt.py). The ranks finish the step, write one checkpoint
+together and stop, so `--resume auto` continues bitwise.
+
+Agreement: a signal may reach one rank only and a loss may be nan on one rank only, so every step the
+ranks all-reduce (max) a vector of five numbers, [preemption requested, one code per checked quantity],
+and act on the result together. One process skips that on unchecked steps.
+"""
+
+import math
+import re
+
+import torch
+
+from bip_dist import exit_codes
+from bip_dist.train import preempt
+
+# Codes per quantity; max over ranks keeps the worst (nan outranks inf outranks finite).
+FINITE, INF, NAN = 0, 1, 2
+WORDS = {INF: "inf", NAN: "nan"}
+CHECKED = ("loss_theta", "loss_score", "weights", "scores")
+PHRASES = {"weights": "the weights or buffers hold {}", "scores": "the scores hold {}"}
+STEP_OF_FOLDER = re.compile(r"step_(\d+)_")  # checkpoint folder names (checkpoint/layout.py)
+
+
+class RunStopped(Exception):
+    """A deliberate stop, the same on every rank: a one-line message, the raising `rank`, the exit status
+    bip-train returns and the `kind` of the record metrics.jsonl gets."""
+    kind = "error"
+    exit_code = 1
+
+    def __init__(self, msg, rank):
+        super().__init__(msg)
+        self.rank = rank
+
+
+class Diverged(RunStopped):
+    exit_code = exit_codes.DIVERGED
+
+
+class Preempted(RunStopped):
+    kind = "preempted"
+    exit_code = exit_codes.PREEMPTED
+
+
+def finiteness_codes(values):
+    """FINITE / INF / NAN per element of a 1-d float tensor, as floats (all-reducible)."""
+    return values.isinf().float() + NAN * values.isnan().float()
+
+
+def tensor_extremes(model, store):
+    """[max |weight or float buffer|, max |score|] on the model's device, nan where any value is nan.
+    The inf-norm never overflows, so a huge but finite weight is not mistaken for inf."""
+    tensors = [t for name, t in model.state_dict().items()
+               if t.is_floating_point() and not name.endswith(".scores")]  # scores: the store's flat buffer
+    if store is not None:
+        tensors.append(store.scores)
+    norms = [n.float() for n in torch._foreach_norm(tensors, float("inf"))]
+    weights = torch.stack(norms[:len(norms) - (store is not None)]).max()
+    return torch.stack([weights, norms[-1] if store is not None else torch.zeros_like(weights)])
+
+
+def _phrase(quantity, code):
+    return PHRASES.get(quantity, quantity + " is {}").format(WORDS[code])
+
+
+class StepGuard:
+    """The loop's stop checks; every rank constructs one and calls it at the same points."""
+
+    def __init__(self, cfg, engine, parts, ckpt):
+        self.engine, self.parts, self.ckpt = engine, parts, ckpt
+        self.log_every, self.ckpt_every = cfg.train.log_every, cfg.ckpt.every_steps
+
+    def after_step(self, step, out):
+        """Raise Diverged if a checked quantity of step `step` is not finite; True when the ranks agree a
+        preemption was requested (the caller checkpoints once the step is logged: `preempt`)."""
+        checked = step % self.log_every == 0 or (self.ckpt_every and step % self.ckpt_every == 0)
+        stop, codes = self._agree(step, out if checked else None)
+        if stop and not checked:  # a checkpoint follows: check what it will hold first
+            stop, codes = self._agree(step, out)
+        self._raise_if_bad(step, codes)
+        return stop
+
+    def at_epoch_end(self, step, metrics):
+        """Before the epoch's callbacks and checkpoint: Diverged if the weights, scores or evaluation
+        metrics (already identical on every rank) are not finite; True when a preemption is requested."""
+        stop, codes = self._agree(step, {})
+        codes.update({k: NAN if math.isnan(v) else INF for k, v in metrics.items()
+                      if isinstance(v, float) and not math.isfinite(v)})
+        self._raise_if_bad(step, codes)
+        return stop
+
+    def preempt(self, state, loaders, saved=False):
+        """Write a checkpoint of this step (unless `saved`), wait until it is published, raise Preempted."""
+        if not saved:
+            self.ckpt.save_now(state, self.parts, loaders)
+        self.ckpt.close()
+        why = preempt.requested()
+        why = f"{why} received" if why else "a peer rank received SIGTERM or SIGUSR1"
+        raise Preempted(f"step {state.step}: {why}; stopped after writing checkpoint "
+                        f"{self.ckpt.layout.newest().name}; continue with --resume auto", self.engine.rank)
+
+    def _agree(self, step, out):
+        """(preemption requested on some rank, {quantity: code}); codes only when `out` is not None."""
+        local = float(preempt.requested() is not None)
+        if out is None and self.engine.world_size == 1:
+            return local > 0, {}
+        dev = self.engine.device
+        codes = torch.zeros(len(CHECKED), device=dev)
+        if out is not None:
+            losses = [torch.as_tensor(out.get(k, 0.0), device=dev).float().reshape(()) for k in CHECKED[:2]]
+            codes = finiteness_codes(torch.cat([torch.stack(losses),
+                                                tensor_extremes(self.parts.model, self.parts.store)]))
+        flags = torch.cat([torch.tensor([local], device=dev), codes])
+        flags = self.engine.agree(flags, step).tolist()
+        return flags[0] > 0, dict(zip(CHECKED, flags[1:])) if out is not None else {}
+
+    def _raise_if_bad(self, step, codes):
+        bad = [(k, int(c)) for k, c in codes.items() if c != FINITE]
+        if not bad:
+            return
+        self.ckpt.close()  # publish a save still in flight: it was checked before it started
+        newest = self.ckpt.layout.newest()
+        kept = "no checkpoint was written" if newest is None else \
+            f"the last checkpoint, step {int(STEP_OF_FOLDER.match(newest.name).group(1))}, is intact"
+        raise Diverged(f"step {step}: {_phrase(*bad[0])}; stopping ({kept})", self.engine.rank)
