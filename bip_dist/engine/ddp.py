@@ -249,6 +249,10 @@ class DDPEngine(LocalEngine):
             raise RuntimeError(f"mask differs from rank 0's on ranks {differ} "
                                f"(hashes {[float(h) for h in hashes]})")
 
+    def watch(self, what):
+        """Context manager: a block that waits on the other ranks (a checkpoint save), for the watchdog."""
+        return self.watchdog.waiting(what)
+
     @watched("a barrier")
     def barrier(self):
         if dist.is_initialized():

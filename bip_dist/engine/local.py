@@ -7,6 +7,8 @@ import torch
 
 from bip_dist.config.schema import DistConfig
 
+_NOTHING_TO_WATCH = contextlib.nullcontext()  # reusable
+
 
 class LocalEngine:
     """One process, one device. Distributed engines subclass this and override the marked hooks.
@@ -99,6 +101,10 @@ class LocalEngine:
 
     def barrier(self):
         pass
+
+    def watch(self, what):
+        """Context manager around a block that waits on the other ranks (for the hang watchdog)."""
+        return _NOTHING_TO_WATCH
 
     def weight_opt_state(self):
         """The weight optimizer as a torch SGD state_dict over the model's weights, whatever the backend

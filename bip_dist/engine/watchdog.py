@@ -2,8 +2,10 @@
 
 A peer that is stopped (SIGSTOP, a debugger), swapping, or lost without closing its sockets leaves the
 other ranks blocked in their next collective with no message. Each distributed engine method that
-communicates is marked with @watched: entering it writes (name, start time) to `Watchdog.pending`,
-leaving it puts the previous value back; nothing else happens on the training path. A daemon thread
+communicates is marked with @watched, and the loop wraps checkpoint saves (whose collectives run inside
+torch.distributed.checkpoint) in `engine.watch`: entering writes (name, start time) to
+`Watchdog.pending`, leaving puts the previous value back; nothing else happens on the training path. A
+daemon thread
 looks once a second and, past the timeout, prints one line naming the rank, the collective and the step,
 then exits the process with exit_codes.PEER_LOST. torch's own process-group timeout is set a minute
 later (BACKSTOP_S) and catches what this cannot: a collective that never releases the GIL.
@@ -41,8 +43,25 @@ class Watchdog:
               f"a peer rank is stopped or lost", file=sys.stderr, flush=True)
         os._exit(exit_codes.PEER_LOST)  # the main thread is blocked: no exception can reach it
 
+    def waiting(self, collective):
+        """Context manager: this rank waits in `collective` (on peers) until the block ends."""
+        return _Waiting(self, collective)
+
     def close(self):
         self._closed.set()
+
+
+class _Waiting:
+    __slots__ = ("dog", "collective", "outer")
+
+    def __init__(self, dog, collective):
+        self.dog, self.collective = dog, collective
+
+    def __enter__(self):
+        self.outer, self.dog.pending = self.dog.pending, (self.collective, time.monotonic())
+
+    def __exit__(self, *exc):
+        self.dog.pending = self.outer
 
 
 def watched(collective):
@@ -50,11 +69,7 @@ def watched(collective):
     def wrap(method):
         @functools.wraps(method)
         def timed(self, *args, **kwargs):
-            dog = self.watchdog
-            outer, dog.pending = dog.pending, (collective, time.monotonic())
-            try:
+            with _Waiting(self.watchdog, collective):
                 return method(self, *args, **kwargs)
-            finally:
-                dog.pending = outer
         return timed
     return wrap

@@ -108,8 +108,9 @@ def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe, guard):
             for cb in cbs:
                 cb.on_step(state, out)
             if stop and state.step - epoch * spe < spe and state.step < max_steps:
-                guard.preempt(state, loaders)  # else the epoch-end checkpoint below comes first
-            ckpt.maybe_save_step(state, parts, loaders)
+                guard.checkpoint_and_stop(state, loaders)  # else the epoch-end checkpoint below comes first
+            with engine.watch("a checkpoint save"):  # its collectives run inside DCP
+                ckpt.maybe_save_step(state, parts, loaders)
             t_prev = time.perf_counter()
             if state.step >= max_steps:
                 break
@@ -126,7 +127,8 @@ def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe, guard):
         stop = guard.at_epoch_end(state.step, metrics)
         for cb in cbs:
             cb.on_epoch_end(state, metrics)
-        ckpt.save_epoch(state, parts, loaders, metrics, final=last)
+        with engine.watch("the epoch-end checkpoint save"):
+            ckpt.save_epoch(state, parts, loaders, metrics, final=last)
         if stop and not last:
-            guard.preempt(state, loaders, saved=True)
+            guard.checkpoint_and_stop(state, loaders, saved=True)
     return metrics
