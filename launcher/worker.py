@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from bip_dist import exit_codes
 from bip_dist.config import ConfigError, load_config
 from bip_dist.config.source import resolve_source_net
 
@@ -44,10 +45,10 @@ def main(argv=None):
         cfg = resolve_source_net(cfg, args.config)
     except ConfigError as e:
         print(f"bip-train: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     if args.overwrite and cfg.ckpt.resume == "auto":
         print("bip-train: --overwrite starts over and --resume auto continues; give one of them", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     from bip_dist.train import preempt
     from bip_dist.train.guards import RunStopped
     from launcher.stage import StageFailed, run_here
@@ -57,7 +58,7 @@ def main(argv=None):
     except StageFailed as e:
         if str(e):
             print(f"bip-train [rank {e.rank}]: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     except RunStopped as e:  # every rank stops at the same step for the same reason: rank 0 says it
         if e.rank == 0:
             print(f"bip-train [rank 0]: {e}", file=sys.stderr)
