@@ -1,7 +1,7 @@
 """The exit statuses of bip-train (launcher.worker), one per way a run stops on purpose.
 
 They follow BSD sysexits.h where one fits, so schedulers and scripts can tell "retry" from "fix first";
-docs/faults_run.md lists them for users.
+docs/faults.md lists them for users.
 """
 
 BAD_INPUT = 2    # a config, data or checkpoint problem, named in one line: fix it, then rerun

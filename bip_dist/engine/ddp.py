@@ -229,12 +229,14 @@ class DDPEngine(LocalEngine):
         return tensor
 
     @watched("the stop-flag all-reduce")
-    def agree(self, flags, step):
-        """Element-wise max of `flags` over ranks, in place: the ranks' common decision to stop after `step`
-        (train/guards.py). A few numbers once per step; `step` is what the hang watchdog reports."""
-        self.watchdog.step = step
+    def agree(self, flags):
+        """Element-wise max of `flags` over ranks, in place: the ranks' common decision to stop
+        (train/guards.py; a few numbers at logging and checkpoint steps)."""
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         return flags
+
+    def step_done(self, step):
+        self.watchdog.step = step
 
     @watched("the mask-hash all-gather")
     def check_masks(self):

@@ -92,9 +92,12 @@ class LocalEngine:
     def sync_bn_stats(self, mode):
         """Make BatchNorm running statistics agree across ranks ('reduce' | 'broadcast' | 'local')."""
 
-    def agree(self, flags, step):
-        """Element-wise max of `flags` over ranks: the ranks' common decision to stop after `step`."""
+    def agree(self, flags):
+        """Element-wise max of `flags` over ranks: the ranks' common decision to stop (train/guards.py)."""
         return flags
+
+    def step_done(self, step):
+        """The loop finished step `step` (what the hang watchdog of the distributed engines reports)."""
 
     def check_masks(self):
         """Debug: raise if ranks disagree on the mask."""

@@ -26,7 +26,7 @@ class Watchdog:
     def __init__(self, rank, timeout_s, poll_s=1.0):
         self.rank, self.timeout_s = rank, timeout_s
         self.pending = None  # (collective, time.monotonic() at entry) while inside one
-        self.step = None     # the last step the ranks agreed on (engine.agree)
+        self.step = None     # the last step this rank finished (engine.step_done)
         self._closed = threading.Event()
         threading.Thread(target=self._watch, args=(min(poll_s, timeout_s / 4),), name="bip-hang-watchdog",
                          daemon=True).start()

@@ -5,12 +5,14 @@ checkpoint: the two step losses plus one fused norm kernel over all weights, buf
 buffer, so no checkpoint, final.pt or result.json ever holds non-finite values; the run stops before
 writing anything and names the step and the quantity.
 
-Preempted: SIGTERM / SIGUSR1 arrived (train/preempt.py). The ranks finish the step, write one checkpoint
-together and stop, so `--resume auto` continues bitwise.
+Preempted: SIGTERM / SIGUSR1 arrived (train/preempt.py). The ranks write one checkpoint together and
+stop, so `--resume auto` continues bitwise.
 
-Agreement: a signal may reach one rank only and a loss may be nan on one rank only, so every step the
-ranks all-reduce (max) a vector of five numbers, [preemption requested, one code per checked quantity],
-and act on the result together. One process skips that on unchecked steps.
+Agreement: a signal may reach one rank only and a loss may be nan on one rank only, so at those same
+checked steps the ranks all-reduce (max) five numbers, [preemption requested, one code per checked
+quantity], and act on the result together. Between them nothing is read from the device (no host sync on
+GPU, no collective): several ranks stop at the next logging or checkpoint step after a signal, a single
+process after the current step.
 """
 
 import math
@@ -81,19 +83,21 @@ class StepGuard:
         self.log_every, self.ckpt_every = cfg.train.log_every, cfg.ckpt.every_steps
 
     def after_step(self, step, out):
-        """Raise Diverged if a checked quantity of step `step` is not finite; True when the ranks agree a
-        preemption was requested (the caller then logs the step and calls checkpoint_and_stop)."""
+        """At a logging or checkpoint step (or on a signal, in a single process): raise Diverged if a
+        checked quantity of step `step` is not finite; True when the ranks agree a preemption was
+        requested (the caller then logs the step and calls checkpoint_and_stop)."""
+        self.engine.step_done(step)
         checked = step % self.log_every == 0 or (self.ckpt_every and step % self.ckpt_every == 0)
-        stop, codes = self._agree(step, out if checked else None)
-        if stop and not checked:  # a checkpoint follows: check what it will hold first
-            stop, codes = self._agree(step, out)
+        if not (checked or (self.engine.world_size == 1 and preempt.requested())):
+            return False
+        stop, codes = self._agree(out)
         self._raise_if_bad(step, codes)
         return stop
 
     def at_epoch_end(self, step, metrics):
         """Before the epoch's callbacks and checkpoint: Diverged if the weights, scores or evaluation
         metrics (already identical on every rank) are not finite; True when a preemption is requested."""
-        stop, codes = self._agree(step, {})
+        stop, codes = self._agree({})
         codes.update({k: NAN if math.isnan(v) else INF for k, v in metrics.items()
                       if isinstance(v, float) and not math.isfinite(v)})
         self._raise_if_bad(step, codes)
@@ -108,22 +112,19 @@ class StepGuard:
         why = preempt.requested()
         why = f"{why} received" if why else "a peer rank received SIGTERM or SIGUSR1"
         raise Preempted(f"step {state.step}: {why}; stopped after writing checkpoint "
-                        f"{self.ckpt.layout.newest().name}; continue with --resume auto", self.engine.rank)
+                        f"{self.ckpt.layout.newest().name}; continue with --resume auto",
+                        self.engine.rank)
 
-    def _agree(self, step, out):
-        """(preemption requested on some rank, {quantity: code}); codes only when `out` is not None."""
-        local = float(preempt.requested() is not None)
-        if out is None and self.engine.world_size == 1:
-            return local > 0, {}
+    def _agree(self, out):
+        """(preemption requested on some rank, {quantity: code}) over all ranks; `out` holds the step's
+        losses ({} at an epoch end)."""
         dev = self.engine.device
-        codes = torch.zeros(len(CHECKED), device=dev)
-        if out is not None:
-            losses = [torch.as_tensor(out.get(k, 0.0), device=dev).float().reshape(()) for k in CHECKED[:2]]
-            codes = torch.cat([finiteness_codes(torch.stack(losses)),
-                               torch.tensor(tensor_codes(self.parts.model, self.parts.store), device=dev)])
-        flags = torch.cat([torch.tensor([local], device=dev), codes])
-        flags = self.engine.agree(flags, step).tolist()
-        return flags[0] > 0, dict(zip(CHECKED, flags[1:])) if out is not None else {}
+        losses = [torch.as_tensor(out.get(k, 0.0), device=dev).float().reshape(()) for k in CHECKED[:2]]
+        flags = torch.cat([torch.tensor([float(preempt.requested() is not None)], device=dev),
+                           finiteness_codes(torch.stack(losses)),
+                           torch.tensor(tensor_codes(self.parts.model, self.parts.store), device=dev)])
+        flags = self.engine.agree(flags).tolist()
+        return flags[0] > 0, dict(zip(CHECKED, flags[1:]))
 
     def _raise_if_bad(self, step, codes):
         bad = [(k, int(c)) for k, c in codes.items() if c != FINITE]
