@@ -86,6 +86,9 @@ def main(argv=None):
     # torch 2.14: restarted workers sharing the agent's TCP store can read the dead attempt's gloo
     # addresses and hang in init_process_group (pytorch/pytorch#135712); a fresh store per attempt avoids it.
     os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    # torchrun dies of SIGUSR1 (SLURM's usual early warning) and leaves its workers running; let it pass
+    # SIGUSR1 on like SIGTERM, so the workers checkpoint and stop (docs/faults.md, "Preemption").
+    os.environ.setdefault("PET_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
     os.execvp(cmd[0], cmd)  # torchrun takes over this process: signals and exit status pass through
 
 

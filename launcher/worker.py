@@ -4,12 +4,15 @@ Started directly for one process, or by torchrun for many (it reads the rank/wor
 sets through bip_dist.engine.make_engine). Prints one line per error and exits non-zero on bad input.
 A finished stage is reported, not retrained; a folder holding an unfinished earlier run needs --resume
 or --overwrite; a folder in use by another process is refused (see launcher.stage, docs/checkpoints.md).
+Exit statuses (bip_dist/exit_codes.py): 0 done, 2 bad input, 65 diverged, 69 a peer rank hung or lost,
+75 preempted by SIGTERM / SIGUSR1 after writing a checkpoint (continue with --resume auto).
 """
 
 import argparse
 import json
 import sys
 
+from bip_dist import exit_codes
 from bip_dist.config import ConfigError, load_config
 from bip_dist.config.source import resolve_source_net
 
@@ -42,17 +45,24 @@ def main(argv=None):
         cfg = resolve_source_net(cfg, args.config)
     except ConfigError as e:
         print(f"bip-train: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     if args.overwrite and cfg.ckpt.resume == "auto":
         print("bip-train: --overwrite starts over and --resume auto continues; give one of them", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
+    from bip_dist.train import preempt
+    from bip_dist.train.guards import RunStopped
     from launcher.stage import StageFailed, run_here
+    preempt.install()  # from here a scheduler's SIGTERM / SIGUSR1 ends the run with a checkpoint
     try:
         out = run_here(cfg, overwrite=args.overwrite)
     except StageFailed as e:
         if str(e):
             print(f"bip-train [rank {e.rank}]: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
+    except RunStopped as e:  # every rank stops at the same step for the same reason: rank 0 says it
+        if e.rank == 0:
+            print(f"bip-train [rank 0]: {e}", file=sys.stderr)
+        return e.exit_code
     if out.is_main:
         if out.finished_before:
             print(f"bip-train: {out.result.get('run_dir')} has finished already; its result.json follows "

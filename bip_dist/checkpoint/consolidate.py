@@ -6,6 +6,7 @@ prunable model's state_dict); bip_dist.export folds the masks into the weights f
 """
 
 from bip_dist.checkpoint import dcp_io
+from bip_dist.checkpoint.finite import assert_finite
 from bip_dist.checkpoint.integrity import verify
 from bip_dist.checkpoint.io import load_checkpoint
 from bip_dist.checkpoint.layout import EXTRA
@@ -15,10 +16,17 @@ from bip_dist.checkpoint.paths import locate
 def load_model(path):
     """{"model": state_dict, "meta": run description or None, "path": the checkpoint read} of what `path`
     means (checkpoint.locate), after checking its files against their checksums (BadCheckpoint names the
-    first bad one): a sharded folder is consolidated here; a single file holds either a training
-    checkpoint ({"model", "meta", ...}) or a bare state_dict (exported or consolidated: meta None)."""
+    first bad one) and its tensors for nan / inf (NonFiniteError): a sharded folder is consolidated here;
+    a single file holds either a training checkpoint ({"model", "meta", ...}) or a bare state_dict
+    (exported or consolidated: meta None)."""
     p = locate(path)
     verify(p)
+    src = _read_model(p)
+    assert_finite(src["model"], p)  # a diverged model must not be the next stage's start or an export
+    return src
+
+
+def _read_model(p):
     if p.is_dir():
         keys = [k for k in dcp_io.entries(p) if k.startswith("model.")]
         model = {k[len("model."):]: v for k, v in dcp_io.load_flat(p, keys).items()}

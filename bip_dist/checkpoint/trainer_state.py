@@ -180,6 +180,10 @@ class Checkpointer:
             return
         self._save(state, parts, loaders)
 
+    def save_now(self, state, parts, loaders):
+        """A checkpoint of this step wherever it falls (preemption); close() publishes it."""
+        self._save(state, parts, loaders)
+
     def save_epoch(self, state, parts, loaders, metrics, final=False):
         """At each epoch end (and at the run's end): a checkpoint, the `best` pointer, final.pt."""
         top1 = metrics.get("val_top1")

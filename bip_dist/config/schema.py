@@ -104,6 +104,9 @@ class DistConfig:
                         "epoch checkpoint: reduce = average over ranks, so every rank evaluates and saves one "
                         "model; broadcast = rank 0's; local = each rank keeps its own",
                         choices=("reduce", "broadcast", "local"))
+    timeout_s: int = opt(1800, "seconds a rank may wait in one collective before it stops with a line naming "
+                         "the collective and exit status 69 (a peer rank stopped or lost); longer than the "
+                         "slowest checkpoint write or evaluation imbalance", min=1)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import inspect
 import os
 import socket
 import time
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -26,20 +27,23 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from bip_dist.engine.dist_env import DistEnv
 from bip_dist.engine.local import LocalEngine
 from bip_dist.engine.score_reducer import ScoreGradReducer
+from bip_dist.engine.watchdog import BACKSTOP_S, Watchdog, watched
 
 _BROADCAST_BUCKET = 64 * 2 ** 20
 _DDP_ARGS = inspect.signature(DDP.__init__).parameters
 
 
-def init_process_group(env):
-    """Join the default process group once (torchrun's MASTER_ADDR/PORT via env://)."""
+def init_process_group(env, timeout_s):
+    """Join the default process group once (torchrun's MASTER_ADDR/PORT via env://). torch's timeout
+    backs up the engine's hang watchdog (`dist.timeout_s`), which fires first with a clearer line."""
     if not dist.is_initialized():
         if env.world_size == 1 and "MASTER_ADDR" not in os.environ:
             # `dist.backend: deepspeed` in a plain single process: a private one-rank group.
             os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
         if env.device().startswith("cuda"):
             torch.cuda.set_device(torch.device(env.device()))
-        dist.init_process_group(env.backend(), rank=env.rank, world_size=env.world_size)
+        dist.init_process_group(env.backend(), rank=env.rank, world_size=env.world_size,
+                                timeout=timedelta(seconds=timeout_s + BACKSTOP_S))
 
 
 def _free_port():
@@ -83,7 +87,8 @@ class DDPEngine(LocalEngine):
         super().__init__(dist, micro_batch, env)
         self.env = env
         self.rank, self.world_size, self.is_main = env.rank, env.world_size, env.is_main
-        init_process_group(env)
+        init_process_group(env, dist.timeout_s)
+        self.watchdog = Watchdog(env.rank, dist.timeout_s)
         self.reducer = None
 
     # --- setup -----------------------------------------------------------------------------------
@@ -128,6 +133,7 @@ class DDPEngine(LocalEngine):
         params = [p.data for n, p in self.model.named_parameters() if n not in skip]
         return params + [b for n, b in self.model.named_buffers() if n not in skip]
 
+    @watched("the start-state broadcast")
     @torch.no_grad()
     def broadcast_state(self):
         """Every rank takes rank 0's weights and buffers (coalesced), scores and mask (one call each)."""
@@ -140,6 +146,7 @@ class DDPEngine(LocalEngine):
                     dist.broadcast(flat, 0)
                     comm.sent(flat)
 
+    @watched("the BatchNorm statistics sync")
     @torch.no_grad()
     def sync_bn_stats(self, mode):
         """Average (or take rank 0's) BatchNorm running mean/var in one collective: DDP leaves them
@@ -172,10 +179,12 @@ class DDPEngine(LocalEngine):
             if p.grad is None or p.grad.stride() != p.stride():
                 p.grad = torch.zeros_like(p)
 
+    @watched("the weight-gradient all-reduce")
     def backward_theta(self, loss):
         loss.backward()  # DDP's reducer all-reduces weight gradients bucket by bucket during backward
         self.comm_bytes += self.theta_bytes
 
+    @watched("the score-gradient all-reduce")
     def backward_scores(self, loss):
         """Backward on the unwrapped module; score-gradient buckets are reduced as they fill."""
         self._reducing_scores(loss, torch.Tensor.backward)
@@ -197,6 +206,7 @@ class DDPEngine(LocalEngine):
         self.comm_seconds += self.reducer.seconds - s0
 
     # --- collectives -----------------------------------------------------------------------------
+    @watched("the implicit-gradient all-reduce")
     @torch.no_grad()
     def reduce_mean_(self, tensors):
         """Average tensors in place with one all-reduce over their concatenation."""
@@ -210,6 +220,7 @@ class DDPEngine(LocalEngine):
             torch._foreach_copy_(tensors, _unflatten_dense_tensors(flat, tensors))
             comm.sent(flat)
 
+    @watched("the evaluation all-reduce")
     def all_reduce_sum(self, tensor):
         """Sum across ranks (returns the same tensor, reduced in place)."""
         with _Comm(self) as comm:
@@ -217,6 +228,17 @@ class DDPEngine(LocalEngine):
             comm.sent(tensor)
         return tensor
 
+    @watched("the stop-flag all-reduce")
+    def agree(self, flags):
+        """Element-wise max of `flags` over ranks, in place: the ranks' common decision to stop
+        (train/guards.py; a few numbers at logging and checkpoint steps)."""
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return flags
+
+    def step_done(self, step):
+        self.watchdog.step = step
+
+    @watched("the mask-hash all-gather")
     def check_masks(self):
         """With `dist.check_masks`: all-gather the mask hash and raise naming the ranks that differ."""
         if not self.dist_cfg.check_masks or self.store is None:
@@ -229,6 +251,11 @@ class DDPEngine(LocalEngine):
             raise RuntimeError(f"mask differs from rank 0's on ranks {differ} "
                                f"(hashes {[float(h) for h in hashes]})")
 
+    def watch(self, what):
+        """Context manager: a block that waits on the other ranks (a checkpoint save), for the watchdog."""
+        return self.watchdog.waiting(what)
+
+    @watched("a barrier")
     def barrier(self):
         if dist.is_initialized():
             dist.barrier()
@@ -237,7 +264,8 @@ class DDPEngine(LocalEngine):
         return self.model
 
     def shutdown(self):
-        """Remove hooks and leave the process group (safe to call twice)."""
+        """Stop the watchdog, remove hooks and leave the process group (safe to call twice)."""
+        self.watchdog.close()
         if self.reducer is not None:
             self.reducer.remove()
             self.reducer = None

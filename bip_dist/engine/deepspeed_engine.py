@@ -27,6 +27,7 @@ import torch
 
 from bip_dist.engine.ddp import DDPEngine, init_process_group, nbytes
 from bip_dist.engine.dist_env import DistEnv
+from bip_dist.engine.watchdog import watched
 
 
 def load_ds_config(path, micro_batch):
@@ -69,7 +70,7 @@ class DeepSpeedEngine(DDPEngine):
         if not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
         env = env or DistEnv.from_environ()
-        init_process_group(env)  # gloo / nccl as chosen by DistEnv; DeepSpeed reuses the default group
+        init_process_group(env, dist.timeout_s)  # gloo / nccl per DistEnv; DeepSpeed reuses the default group
         super().__init__(dist, micro_batch, env)
         self.ds_conf = load_ds_config(dist.deepspeed_config, micro_batch)
         self.stage = self.ds_conf.get("zero_optimization", {}).get("stage", 0)
@@ -103,10 +104,12 @@ class DeepSpeedEngine(DDPEngine):
                 assert p.data_ptr() == self.store.scores[a:b].data_ptr(), "DeepSpeed moved a score tensor"
 
     # --- passes ----------------------------------------------------------------------------------
+    @watched("the weight-gradient reduction (ZeRO)")
     def backward_theta(self, loss):
         self.ds.backward(loss)  # backward + ZeRO gradient reduction (mean over ranks)
         self.comm_bytes += self.theta_bytes
 
+    @watched("the ZeRO step (parameter all-gather)")
     def step_theta(self):
         self.ds.step()  # ZeRO step on the partitioned SGD state, then it clears the gradients
 

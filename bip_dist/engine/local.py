@@ -7,6 +7,8 @@ import torch
 
 from bip_dist.config.schema import DistConfig
 
+_NOTHING_TO_WATCH = contextlib.nullcontext()  # reusable
+
 
 class LocalEngine:
     """One process, one device. Distributed engines subclass this and override the marked hooks.
@@ -90,11 +92,22 @@ class LocalEngine:
     def sync_bn_stats(self, mode):
         """Make BatchNorm running statistics agree across ranks ('reduce' | 'broadcast' | 'local')."""
 
+    def agree(self, flags):
+        """Element-wise max of `flags` over ranks: the ranks' common decision to stop (train/guards.py)."""
+        return flags
+
+    def step_done(self, step):
+        """The loop finished step `step` (what the hang watchdog of the distributed engines reports)."""
+
     def check_masks(self):
         """Debug: raise if ranks disagree on the mask."""
 
     def barrier(self):
         pass
+
+    def watch(self, what):
+        """Context manager around a block that waits on the other ranks (for the hang watchdog)."""
+        return _NOTHING_TO_WATCH
 
     def weight_opt_state(self):
         """The weight optimizer as a torch SGD state_dict over the model's weights, whatever the backend

@@ -51,8 +51,9 @@ class MetricsLog(Callback):
         print(f"[epoch {state.epoch}] {line}", file=sys.stderr, flush=True)
 
     def on_error(self, state, exc):
-        rec = {"kind": "error", "step": state.step, "epoch": state.epoch, "time": time.time(),
-               "error": f"{type(exc).__name__}: {exc}"}
+        # A deliberate stop (train/guards.py) says which it was: "error" (diverged) or "preempted".
+        rec = {"kind": getattr(exc, "kind", "error"), "step": state.step, "epoch": state.epoch,
+               "time": time.time(), "error": f"{type(exc).__name__}: {exc}"}
         self.jsonl.write(json.dumps(rec) + "\n")
         self.log.write(f"step={state.step} epoch={state.epoch} stopped by {rec['error']}\n")
 

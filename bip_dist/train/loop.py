@@ -15,6 +15,7 @@ from bip_dist.run_dir import prepare_run_dir
 from bip_dist.train.build import build_parts
 from bip_dist.train.callbacks import MetricsLog
 from bip_dist.train.evaluate import evaluate
+from bip_dist.train.guards import StepGuard
 from bip_dist.train.registry import trainer_spec
 from bip_dist.train.state import TrainState
 
@@ -60,7 +61,8 @@ def train(cfg, engine=None, callbacks=(), make_loaders=None, make_checkpointer=N
     try:
         for cb in cbs:
             cb.on_start(state, parts, loaders, run_dir)
-        metrics = _run(cfg, engine, parts, loaders, state, ckpt, cbs, (w_lr, s_lr), spe)
+        guard = StepGuard(cfg, engine, parts, ckpt)
+        metrics = _run(cfg, engine, parts, loaders, state, ckpt, cbs, (w_lr, s_lr), spe, guard)
     except BaseException as exc:
         for cb in cbs:
             cb.on_error(state, exc)
@@ -74,14 +76,15 @@ def train(cfg, engine=None, callbacks=(), make_loaders=None, make_checkpointer=N
     if engine.is_main:
         # Written last: its presence tells sweeps and the demo that this stage finished.
         tmp = run_dir / "result.json.tmp"
-        tmp.write_text(json.dumps(result, indent=2))
+        tmp.write_text(json.dumps(result, indent=2, allow_nan=False))  # the guard stops non-finite runs
         tmp.replace(run_dir / "result.json")
     engine.barrier()
     return result
 
 
-def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe):
-    """The epochs from `state` on; returns the last evaluation's metrics."""
+def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe, guard):
+    """The epochs from `state` on; returns the last evaluation's metrics. `guard` (train/guards.py) stops
+    a diverged run before it logs or saves non-finite values, and a preempted one after its checkpoint."""
     w_lr, s_lr = lrs
     metrics = dict(ckpt.end_metrics)  # a resume at the run's end trains nothing: its last evaluation
     max_steps = cfg.train.max_steps or spe * cfg.train.epochs
@@ -99,11 +102,15 @@ def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe):
             engine.exact_timing = (state.step + 1) % cfg.train.log_every == 0
             out = parts.step(batch)
             state.step += 1
+            stop = guard.after_step(state.step, out)
             out.update(time_data=t_data, lr_theta=lr_t, lr_score=lr_s)
             out["time_step"] = time.perf_counter() - t_prev
             for cb in cbs:
                 cb.on_step(state, out)
-            ckpt.maybe_save_step(state, parts, loaders)
+            if stop and state.step - epoch * spe < spe and state.step < max_steps:
+                guard.checkpoint_and_stop(state, loaders)  # else the epoch-end checkpoint below comes first
+            with engine.watch("a checkpoint save"):  # its collectives run inside DCP
+                ckpt.maybe_save_step(state, parts, loaders)
             t_prev = time.perf_counter()
             if state.step >= max_steps:
                 break
@@ -117,7 +124,11 @@ def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe):
             metrics = evaluate(engine, engine.unwrap(), loaders.val)
             if parts.store is not None:
                 metrics["sparsity"] = parts.store.sparsity()
+        stop = guard.at_epoch_end(state.step, metrics)
         for cb in cbs:
             cb.on_epoch_end(state, metrics)
-        ckpt.save_epoch(state, parts, loaders, metrics, final=last)
+        with engine.watch("the epoch-end checkpoint save"):
+            ckpt.save_epoch(state, parts, loaders, metrics, final=last)
+        if stop and not last:
+            guard.checkpoint_and_stop(state, loaders, saved=True)
     return metrics

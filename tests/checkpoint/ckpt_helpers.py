@@ -164,13 +164,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def ddp_worker(rank, world, port, args_list):
-    """mp.spawn target: run each (out, trainer, extra overrides, crash_at, record prefix) in turn under
-    the configured distributed engine; a record prefix saves the resumed-from state as <prefix><rank>.pt."""
+def join_as(rank, world, port):
+    """Make this process rank `rank` of a `world`-process job on 127.0.0.1:`port`, as torchrun would."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     torch.set_num_threads(1)
+
+
+def ddp_worker(rank, world, port, args_list):
+    """mp.spawn target: run each (out, trainer, extra overrides, crash_at, record prefix) in turn under
+    the configured distributed engine; a record prefix saves the resumed-from state as <prefix><rank>.pt."""
+    join_as(rank, world, port)
     from bip_dist.engine import make_engine
     engine = None
     for out, trainer, extra, crash_at, record in args_list:
