@@ -24,7 +24,8 @@ if "fidnet" not in MODELS:
 def preset(kind, *extra):
     """configs/digits/<kind>_reference.yaml on the tiny model, one iteration per epoch."""
     return load_config(ROOT / "configs" / "digits" / f"{kind}_reference.yaml",
-                       ["model.arch=fidnet", "data.batch_size=8", f"train.epochs={ITERS}", *extra])
+                       ["model.arch=fidnet", "source_net=", "prune.from_scratch=true", "data.batch_size=8",
+                        f"train.epochs={ITERS}", *extra])
 
 
 def batches(two_streams, seed=1):
