@@ -32,11 +32,11 @@ class PruneConfig:
                           choices=LAYER_TYPES)
     k: float = opt(1.0, "remaining fraction of weights (unstructured, global) or of filters/channels "
                    "(structured, per layer), in (0, 1]", gt=0.0, max=1.0)
-    score_init: str = opt("magnitude", "magnitude: scores = sqrt(6/fan_in) * |w| / max|w| per layer (HYDRA's "
-                          "scaled init on |w|; with the signed score gradient the sign of s changes nothing but "
-                          "the sign of its trajectory); kaiming: kaiming-uniform random scores; shared: scores "
-                          "and weights are one variable, s = w, moved by both optimizers (the reference code's "
-                          "scaled_score_init; unstructured only; see docs/fidelity.md)",
+    score_init: str = opt("magnitude", "magnitude: scores = sqrt(6/fan_in) * |w| / max|w| per layer "
+                          "(HYDRA's scaled init on |w|; with the signed score gradient the sign of s changes "
+                          "nothing but the sign of its trajectory); kaiming: kaiming-uniform random scores; "
+                          "shared: scores and weights are one variable, s = w, moved by both optimizers (the "
+                          "reference code's scaled_score_init; unstructured only; see docs/fidelity.md)",
                           choices=("magnitude", "kaiming", "shared"))
     kept_count: str = opt("round", "entries a top-k keeps out of n: round = max(1, round(k*n)); reference = "
                           "n - int((1-k)*n), the reference code's count (about ceil(k*n))",

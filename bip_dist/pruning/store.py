@@ -141,14 +141,13 @@ class ScoreStore:
         if self.granularity != "unstructured":
             raise ValueError(f"shared scores need unstructured masks (got {self.granularity!r})")
         self.shared = True
-        self.scores_from_weights()
+        self.follow_weights()
 
     @torch.no_grad()
-    def scores_from_weights(self):
+    def follow_weights(self):
         """s <- w for every prunable layer (after the theta step), then m <- top-k(|s|), as the
         reference's next forward computes it. Returns the fraction of mask entries that flipped."""
-        for (_, m), a, b in zip(self.layers, self.offsets[:-1], self.offsets[1:]):
-            self.scores[a:b].view(m.scores.shape).copy_(m.weight)
+        torch._foreach_copy_(self.params, self.weights)
         return self.refresh_mask()
 
     # --- accounting ------------------------------------------------------------------------------

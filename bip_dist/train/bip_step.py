@@ -54,7 +54,7 @@ class BipStep:
         e.backward_theta(loss1)
         e.step_theta()
         # Shared scores (prune.score_init: shared) are theta: they and the mask move with this step.
-        flips = store.scores_from_weights() if store.shared else 0.0
+        flips = store.follow_weights() if store.shared else 0.0
         t_theta = timer.lap()
         # --- pass 2: upper level at the updated theta on B_m -----------------------------------------
         paper = self.implicit == "paper"

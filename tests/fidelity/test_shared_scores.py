@@ -35,7 +35,8 @@ def assert_same_state(parts, ref, it):
                                    atol=1e-6, msg=f"iteration {it}: {name}")
     for name, b in parts.model.named_buffers():
         if not name.endswith(".mask"):
-            torch.testing.assert_close(b, ref_buffers[name], rtol=1e-5, atol=1e-6, msg=f"iteration {it}: {name}")
+            torch.testing.assert_close(b, ref_buffers[name], rtol=1e-5, atol=1e-6,
+                                       msg=f"iteration {it}: {name}")
     assert torch.equal(parts.store.mask, ref.adj().detach()), f"iteration {it}: masks differ"
     for _, m in parts.store.layers:  # one variable: bitwise
         assert torch.equal(m.scores, m.weight)
