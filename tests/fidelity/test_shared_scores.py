@@ -98,7 +98,7 @@ def test_each_optimizer_holds_its_own_variables():
     """Fact 5: bip-dist's theta optimizer holds every parameter but the scores, the score optimizer only
     the scores (the reference's two optimizers each hold every parameter; not reproduced)."""
     parts = build_parts(preset("bip"), LocalEngine(), CLASSES)
-    held = {id(p) for g in parts.weight_opt.param_groups for p in g["params"]}
+    held = {id(p) for g in parts.step.engine.weight_opt.param_groups for p in g["params"]}
     scores = {id(p) for p in parts.store.params}
     assert held.isdisjoint(scores)
     assert held | scores == {id(p) for p in parts.model.parameters()}
