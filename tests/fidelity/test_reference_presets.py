@@ -7,7 +7,6 @@ Reference (train.py, utils/schedules.py), with lr the config's `lr` and E its ep
                                             lr/100 from e >= 3E/4 (mask_lr is never read)
     HYDRA score lr                          the weight cosine above (its optimizer is the weight one)
     weight decay                            `wd` on both optimizers: BiP 1e-4 (scores too), HYDRA 5e-4
-    last partial batch                      kept (torch DataLoader's drop_last=False)
 Every preset is checked at every iteration of its full run against those formulas, written out in
 reference_loop.py from the reference's code.
 """
@@ -51,7 +50,6 @@ def test_bip_preset_runs_the_reference_rates(dataset):
     assert (cfg.prune.score_init, cfg.prune.kept_count, cfg.prune.layer_type) == ("shared", "reference",
                                                                                    "unstructured")
     assert (cfg.bip.implicit, cfg.bip.lr2, cfg.bip.fused) == ("reference", 1e-4, False)
-    assert cfg.data.drop_last is False  # DataLoader's default keeps the last, partial batch
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -62,7 +60,6 @@ def test_hydra_preset_runs_the_reference_rates(dataset):
     assert s == pytest.approx(_per_epoch(R.cosine_lr, 0.1, epochs), rel=1e-12)
     assert (cfg.score_optim.weight_decay, cfg.score_optim.momentum) == (5e-4, 0.9)
     assert (cfg.prune.score_init, cfg.prune.kept_count) == ("shared", "reference")
-    assert cfg.data.drop_last is False
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
