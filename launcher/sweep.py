@@ -29,6 +29,8 @@ LTH_SERIES = [0.8, 0.64, 0.512, 0.41, 0.328, 0.262, 0.2097, 0.1678, 0.1342, 0.10
               0.044, 0.035, 0.028, 0.0225, 0.018, 0.0144, 0.0115, 0.0092]
 STRUCTURED_SERIES = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
 METHODS = ("bip", "bip_first_order", "hydra", "omp", "imp", "random")
+# The method as the reference code runs it: <configs>/<method>.yaml (docs/fidelity.md).
+REFERENCE_METHODS = ("bip_reference", "hydra_reference")
 
 
 class Sweep:
@@ -100,7 +102,7 @@ def run_method(sw, method, ks, layer, pre_final, rewind):
     for k in ks:
         point = prune + [f"prune.k={k}"]
         res, s = sw.run(method, point + [f"source_net={pre_final}"])
-        if kind == "hydra" or (kind in ("bip", "bip_first_order") and sw.args.finetune_bip):
+        if kind.startswith("hydra") or (kind.startswith("bip") and sw.args.finetune_bip):
             ft, s2 = sw.run("finetune", point + [f"source_net={Path(res['run_dir']) / 'final.pt'}"])
             res, s = ft, s + s2
         rows.append(_row(method, k, res, s))
@@ -167,7 +169,8 @@ def parse_args(argv=None):
     p.add_argument("--sweep", default=None, help="YAML sweep definition (configs/sweeps/): its keys are "
                    "this command's options with '_' for '-'; options given here override it")
     p.add_argument("--configs", default=None, help="folder with pretrain.yaml and <method>.yaml files")
-    p.add_argument("--methods", default="bip,hydra,omp,imp", help=f"comma list of {', '.join(METHODS)}")
+    p.add_argument("--methods", default="bip,hydra,omp,imp",
+                   help=f"comma list of {', '.join(METHODS + REFERENCE_METHODS)}")
     p.add_argument("--series", choices=("lth", "structured"), default=None,
                    help="lth: unstructured k = 0.8 ... 0.0092; structured: k = 0.9 ... 0.1 (filter/channel)")
     p.add_argument("--ks", default=None, help="comma list of remaining ratios (a subset of the series)")
@@ -218,9 +221,10 @@ def main(argv=None):
     args = parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     sw = Sweep(args)
-    bad = [m for m in methods if m not in METHODS and m not in sw.variants]
+    known = [*METHODS, *REFERENCE_METHODS, *sw.variants]
+    bad = [m for m in methods if m not in known]
     if bad or not methods:
-        print(f"bip-sweep: unknown method(s) {bad}; valid: {', '.join([*METHODS, *sw.variants])}",
+        print(f"bip-sweep: unknown method(s) {bad}; valid: {', '.join(known)}",
               file=sys.stderr)
         return 2
     series = args.series or ("structured" if args.layer_type in ("filter", "channel") else "lth")

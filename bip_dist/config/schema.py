@@ -15,6 +15,7 @@ from bip_dist.fields import opt
 
 MODES = ("pretrain", "prune", "finetune")
 LAYER_TYPES = ("dense", "unstructured", "filter", "channel")
+SCHEDULES = ("cosine", "step", "constant", "step_epoch", "cosine_epoch_reference")
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,23 @@ class PruneConfig:
                           choices=LAYER_TYPES)
     k: float = opt(1.0, "remaining fraction of weights (unstructured, global) or of filters/channels "
                    "(structured, per layer), in (0, 1]", gt=0.0, max=1.0)
-    score_init: str = opt("magnitude", "magnitude: scores = sqrt(6/fan_in) * w / max|w| (the paper's scaled "
-                          "init); kaiming: kaiming-uniform random scores", choices=("magnitude", "kaiming"))
+    score_init: str = opt("magnitude", "magnitude: scores = sqrt(6/fan_in) * |w| / max|w| per layer "
+                          "(HYDRA's scaled init on |w|; with the signed score gradient the sign of s changes "
+                          "nothing but the sign of its trajectory); kaiming: kaiming-uniform random scores; "
+                          "shared: scores and weights are one variable, s = w, moved by both optimizers (the "
+                          "reference code's scaled_score_init; unstructured only; see docs/fidelity.md)",
+                          choices=("magnitude", "kaiming", "shared"))
+    kept_count: str = opt("round", "entries a top-k keeps out of n: round = max(1, round(k*n)); reference = "
+                          "n - int((1-k)*n), the reference code's count (about ceil(k*n))",
+                          choices=("round", "reference"))
     from_scratch: bool = opt(False, "bip / hydra: prune the randomly initialised weights. Both normally start "
                              "from the pretrained source_net, and without one they refuse to run unless this "
                              "is true")
+
+    def validate(self):
+        if self.score_init == "shared" and self.layer_type in ("filter", "channel"):
+            raise ValueError(f"prune.score_init = 'shared' needs prune.layer_type: unstructured (got "
+                             f"{self.layer_type!r}: one score per filter / channel cannot be the weights)")
 
 
 @dataclass(frozen=True)
@@ -43,8 +56,12 @@ class OptimConfig:
     momentum: float = opt(0.9, "SGD momentum", min=0.0, max=1.0)
     weight_decay: float = opt(1e-4, "L2 weight decay", min=0.0)
     nesterov: bool = opt(False, "Nesterov momentum")
-    schedule: str = opt("cosine", "per-iteration schedule", choices=("cosine", "step", "constant"))
-    milestones: Tuple[float, ...] = opt((0.5, 0.75), "step schedule: fractions of the run where lr *= gamma")
+    schedule: str = opt("cosine", "cosine / step / constant: set every iteration; step_epoch: the step "
+                        "schedule set once per epoch (milestone epoch = first epoch >= fraction * epochs); "
+                        "cosine_epoch_reference: the reference code's per-epoch cosine "
+                        "lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2, which never reaches 0",
+                        choices=SCHEDULES)
+    milestones: Tuple[float, ...] = opt((0.5, 0.75), "step schedules: fractions of the run where lr *= gamma")
     gamma: float = opt(0.1, "step schedule decay factor", gt=0.0)
     warmup_epochs: float = opt(0.0, "linear warm-up length in epochs", min=0.0)
 
@@ -59,8 +76,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ScoreOptimConfig(OptimConfig):
-    schedule: str = opt("step", "per-iteration schedule of the score lr (beta)",
-                        choices=("cosine", "step", "constant"))
+    schedule: str = opt("step", "schedule of the score lr (beta); as optim.schedule", choices=SCHEDULES)
     weight_decay: float = opt(0.0, "L2 decay on scores", min=0.0)
 
 

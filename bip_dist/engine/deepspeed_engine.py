@@ -119,6 +119,16 @@ class DeepSpeedEngine(DDPEngine):
         for p in self.weights:
             p.grad = None
 
+    @torch.no_grad()
+    def assign_weights(self, weights, values):
+        """Also into ZeRO's fp32 master partition, which the next ds.step() starts from (it would
+        otherwise undo the write): each rank sets the fragment it owns through the tensor-fragment API,
+        no communication."""
+        from deepspeed.utils import safe_set_full_fp32_param
+        super().assign_weights(weights, values)
+        for p, v in zip(weights, values):
+            safe_set_full_fp32_param(p, v.detach())
+
     def backward_scores(self, loss):
         if self.stage >= 2 and any(p.requires_grad for p in self.weights):
             raise ValueError("DeepSpeed ZeRO-2 reduces weight gradients in backward hooks, so the score pass "

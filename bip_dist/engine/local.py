@@ -78,6 +78,12 @@ class LocalEngine:
     def zero_theta(self):
         self.weight_opt.zero_grad(set_to_none=True)
 
+    @torch.no_grad()
+    def assign_weights(self, weights, values):
+        """weights[i] <- values[i] in place, and in any copy the engine's optimizer keeps of them
+        (prune.score_init: shared writes the score step into the weights)."""
+        torch._foreach_copy_(weights, [v.detach() for v in values])
+
     def backward_scores(self, loss):
         """Backward of the score pass; on return `store.grad` holds the globally averaged gradient."""
         loss.backward()

@@ -27,12 +27,16 @@ def magnitude(weight, score_shape):
 class ScoreStore:
     """Flat score / grad / mask storage and the top-k projection for one model."""
 
-    def __init__(self, model, k, granularity):
+    def __init__(self, model, k, granularity, kept_count="round"):
         self.layers = prunable_layers(model)
         if not self.layers:
             raise ValueError("model has no prunable layers; call make_prunable first")
         self.k = float(k)
         self.granularity = granularity
+        if kept_count not in ("round", "reference"):
+            raise ValueError(f"unknown kept_count {kept_count!r}; valid: round, reference")
+        self.kept_count = kept_count
+        self.shared = False  # prune.score_init: shared (see share_weights)
         ref = self.layers[0][1].scores
         sizes = [m.scores.numel() for _, m in self.layers]
         self.numel = sum(sizes)
@@ -67,6 +71,9 @@ class ScoreStore:
 
     # --- mask ------------------------------------------------------------------------------------
     def keep_count(self, n):
+        """Entries kept out of n: round(k*n) (at least 1), or the reference code's n - int((1-k)*n)."""
+        if self.kept_count == "reference":
+            return n - int((1.0 - self.k) * n)
         return max(1, int(round(self.k * n)))
 
     @torch.no_grad()
@@ -106,7 +113,11 @@ class ScoreStore:
     @torch.no_grad()
     def init_scores(self, method, generator=None):
         """magnitude: s = sqrt(6/fan_in) * |w| / max|w| per layer (reduced over the filter / channel for
-        structured scores): the reference's scaled init. kaiming: uniform(-b, b), b = sqrt(6/fan_in)."""
+        structured scores): HYDRA's scaled init, on |w|. kaiming: uniform(-b, b), b = sqrt(6/fan_in).
+        shared: s = w, and scores follow the weights from now on (share_weights)."""
+        if method == "shared":
+            self.share_weights()
+            return
         for (_, m) in self.layers:
             w = m.weight.detach()
             fan_in = w[0].numel()
@@ -117,7 +128,27 @@ class ScoreStore:
             elif method == "kaiming":
                 m.scores.copy_(torch.empty_like(m.scores).uniform_(-bound, bound, generator=generator))
             else:
-                raise ValueError(f"unknown score_init {method!r}; valid: magnitude, kaiming")
+                raise ValueError(f"unknown score_init {method!r}; valid: magnitude, kaiming, shared")
+
+    # --- shared scores ---------------------------------------------------------------------------
+    # The reference code runs `popup_scores.data = weight.data`: one tensor that both optimizers step.
+    # Here scores and weights stay two tensors holding the same values wherever either is read: the
+    # steps copy weights -> scores right after the theta step and scores -> weights right after the
+    # score step (engine.assign_weights, which also reaches DeepSpeed's fp32 master copy). Each
+    # optimizer's momentum and weight decay therefore act on the one shared value, as in the reference.
+    def share_weights(self):
+        """Make scores and weights one variable: s = w now, and the steps keep them equal."""
+        if self.granularity != "unstructured":
+            raise ValueError(f"shared scores need unstructured masks (got {self.granularity!r})")
+        self.shared = True
+        self.follow_weights()
+
+    @torch.no_grad()
+    def follow_weights(self):
+        """s <- w for every prunable layer (after the theta step), then m <- top-k(|s|), as the
+        reference's next forward computes it. Returns the fraction of mask entries that flipped."""
+        torch._foreach_copy_(self.params, self.weights)
+        return self.refresh_mask()
 
     # --- accounting ------------------------------------------------------------------------------
     def weight_mask(self, layer):

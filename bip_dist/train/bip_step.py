@@ -53,6 +53,8 @@ class BipStep:
         comm0 = e.comm_seconds
         e.backward_theta(loss1)
         e.step_theta()
+        # Shared scores (prune.score_init: shared) are theta: they and the mask move with this step.
+        flips = store.follow_weights() if store.shared else 0.0
         t_theta = timer.lap()
         # --- pass 2: upper level at the updated theta on B_m -----------------------------------------
         paper = self.implicit == "paper"
@@ -73,7 +75,9 @@ class BipStep:
             self._paper_ig()
         grad_norm = store.grad.norm()
         self.score_opt.step(self.implicit, self.lr2, ig=self.ig, g_other=g_other)
-        flips = store.refresh_mask()
+        if store.shared:
+            e.assign_weights(store.weights, store.params)
+        flips += store.refresh_mask()
         e.check_masks()
         t_mask = timer.lap()
         if not self.fused:

@@ -89,6 +89,8 @@ class HydraStep:
         t_score = timer.lap()
         grad_norm = store.grad.norm()
         self.score_opt.step()
+        if store.shared:  # prune.score_init: shared: the weights are the scores
+            e.assign_weights(store.weights, store.params)
         flips = store.refresh_mask()
         e.check_masks()
         t_mask = timer.lap()
