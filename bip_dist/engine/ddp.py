@@ -189,6 +189,7 @@ class DDPEngine(LocalEngine):
         """Backward on the unwrapped module; score-gradient buckets are reduced as they fill."""
         self._reducing_scores(loss, torch.Tensor.backward)
 
+    @watched("the weight- and score-gradient all-reduces")
     def backward_both(self, loss, keep_weight_grads=False):
         """The first-order pass: the theta backward (DDP's hooks all-reduce the weight gradients) with the
         score reducer's hooks live, so both reductions overlap the one backward. Both issue collectives on
