@@ -38,7 +38,8 @@ METHODS = [("dense", "ddp", "dense", True, "fp32"), ("hydra", "ddp", "hydra", Tr
 
 def selected(args):
     wanted = set(args.backends.split(","))
-    return [m for m in METHODS if m[1] in wanted]
+    labels = set(args.methods.split(",")) if args.methods else {m[0] for m in METHODS}
+    return [m for m in METHODS if m[1] in wanted and m[0] in labels]
 
 
 def make(method, args, env):
@@ -145,6 +146,7 @@ def main(argv=None):
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPU only)")
     p.add_argument("--channels-last", action="store_true", help="channels_last layout (GPU only)")
     p.add_argument("--backends", default="ddp,deepspeed", help="comma list of ddp, deepspeed")
+    p.add_argument("--methods", default="", help="comma list of method labels (default: all)")
     p.add_argument("--gloo", action="store_true", help="gloo also on GPUs: several workers may share one "
                    "(for checks; timings mean little)")
     p.add_argument("--out", default=str(ROOT / "bench" / "step_dist.json"))
