@@ -38,7 +38,8 @@ METHODS = [("dense", "ddp", "dense", True, "fp32"), ("hydra", "ddp", "hydra", Tr
 
 def selected(args):
     wanted = set(args.backends.split(","))
-    return [m for m in METHODS if m[1] in wanted]
+    labels = set(args.methods.split(",")) if args.methods else {m[0] for m in METHODS}
+    return [m for m in METHODS if m[1] in wanted and m[0] in labels]
 
 
 def make(method, args, env):
@@ -89,6 +90,8 @@ def worker(rank, args, port, q):
     logging.disable(logging.WARNING)
     from bip_dist.engine.dist_env import DistEnv
     env = DistEnv.from_environ()
+    if args.gloo:  # the engines join this group instead of nccl's, which refuses two ranks on one GPU
+        dist.init_process_group("gloo", rank=rank, world_size=args.world)
     methods = selected(args)
     built = [make(m, args, env) for m in methods]
     cuda = env.device().startswith("cuda")
@@ -143,6 +146,9 @@ def main(argv=None):
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPU only)")
     p.add_argument("--channels-last", action="store_true", help="channels_last layout (GPU only)")
     p.add_argument("--backends", default="ddp,deepspeed", help="comma list of ddp, deepspeed")
+    p.add_argument("--methods", default="", help="comma list of method labels (default: all)")
+    p.add_argument("--gloo", action="store_true", help="gloo also on GPUs: several workers may share one "
+                   "(for checks; timings mean little)")
     p.add_argument("--out", default=str(ROOT / "bench" / "step_dist.json"))
     args = p.parse_args(argv)
     if not selected(args) or not any(m[:2] == ("dense", "ddp") for m in selected(args)):
@@ -153,7 +159,8 @@ def main(argv=None):
     mp.spawn(worker, args=(args, free_port(), q), nprocs=args.world)
     rows = q.get()
     base = next(r["median_s"] for r in rows if r["method"] == "dense" and r["backend"] == "ddp")
-    where = f"{args.world} {'nccl GPU' if torch.cuda.is_available() else 'gloo CPU'} workers"
+    where = f"{args.world} {'gloo' if args.gloo or not torch.cuda.is_available() else 'nccl'} " \
+            f"{'GPU' if torch.cuda.is_available() else 'CPU'} workers"
     print(f"{args.arch} {args.size}x{args.size}, batch {args.batch}/rank, {where}, {args.precision}"
           f"{', channels_last' if args.channels_last else ''}, median of {args.iters} iterations; "
           f"bytes = all-reduced per rank per iteration; img/s = B_theta images per second, all ranks")

@@ -34,14 +34,17 @@ import gpu_parts as P  # noqa: E402
 
 ROOT = P.ROOT
 
+# step_workers: extra bench_step_dist.py arguments of the step rows. Tiny: two gloo workers, so that DDP
+# really runs (the rows of one process are what bip-train runs on one GPU: no DDP).
 FULL = NS(tiny=False, archs=("resnet50_imagenet", "resnet18_imagenet"), size=224, batch=64, iters=10, warmup=3,
-          backends="ddp,deepspeed", mask_arch="resnet50_imagenet",
+          backends="ddp,deepspeed", step_workers=(), mask_arch="resnet50_imagenet",
           check=NS(arch="resnet18_imagenet", size=224, batch=16, steps=4),
           train=NS(arch="resnet18_imagenet", images=384, size=224, batch=64, steps=30,
                    workers=min(8, os.cpu_count())),
           demo_scale=0.2)
 TINY = NS(tiny=True, archs=("resnet20s",), size=16, batch=2, iters=2, warmup=1, backends="ddp",
-          mask_arch="resnet20s", check=NS(arch="resnet20s", size=16, batch=4, steps=3),
+          step_workers=("--world", "2", "--gloo"), mask_arch="resnet20s",
+          check=NS(arch="resnet20s", size=16, batch=4, steps=3),
           train=NS(arch="resnet20s", images=24, size=32, batch=4, steps=3, workers=0), demo_scale=0.0)
 
 
