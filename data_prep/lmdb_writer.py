@@ -16,6 +16,7 @@ import time
 import lmdb
 from tqdm import tqdm
 
+from bip_dist.data.files import open_lmdb
 from bip_dist.data.records import FORMAT_VERSION, META_KEY, PROGRESS_KEY, pack_record, read_meta, record_key
 from data_prep.images import prepare
 
@@ -70,7 +71,7 @@ def write_lmdb(source, out, *, max_side, quality, workers=2, skip_bad=False, chu
     left out and listed in the meta and in `report_path` (JSON).
     """
     if os.path.exists(out) and not force:
-        env = lmdb.open(out, subdir=False, readonly=True, lock=False)
+        env = open_lmdb(out)  # a truncated copy fails with one line here instead of SIGBUS at first read
         with env.begin() as txn:
             meta = read_meta(txn)
         env.close()

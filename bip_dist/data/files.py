@@ -7,7 +7,6 @@ the process with SIGBUS (no message) at its first read, and a mismatched .npz tr
 import os
 import zipfile
 
-import lmdb
 import numpy as np
 
 REBUILD = "rebuild it with `python -m data_prep`"
@@ -37,6 +36,8 @@ def open_lmdb(path):
     kills the process without a message. Opening reads only the two meta pages, so the check fits in
     between.
     """
+    import lmdb  # here, not at the top: runs on in-memory or FFCV data need no lmdb installed
+
     path = str(path)
     data = _data_file(path)
     if not os.path.isfile(data):

@@ -3,6 +3,8 @@
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import lmdb
@@ -112,3 +114,20 @@ def test_corrupt_input_named_and_skip_bad(imagenet_src, tmp_path, capsys):
     report = json.loads(Path(final + ".skipped.json").read_text())
     assert [s["path"] for s in report["skipped"]] == [bad1, bad2]
     assert main(["verify", final, "--dataset", "imagenet", "--src", imagenet_src, "--deep"]) == 0
+
+
+
+def test_truncated_existing_output_is_one_line_not_a_crash(imagenet_src, tmp_path):
+    out = str(tmp_path / "out")
+    argv = ["imagenet", "--src", imagenet_src, "--out", out, "--format", "lmdb", "--workers", "2",
+            "--max-side", "32", "--splits", "train"]
+    assert main(argv) == 0
+    path = os.path.join(out, "train_lmdb_ms32_q90.lmdb")
+    os.truncate(path, os.path.getsize(path) - 8192)
+    size = os.path.getsize(path)
+    # An existing output is re-read for its meta; a regression there is SIGBUS, so it runs in a child.
+    run = subprocess.run([sys.executable, "-m", "data_prep", *argv], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])
+    err = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and len(err) == 1 and f"{path}: truncated: {size} bytes" in err[0], run.stderr
+    assert os.path.getsize(path) == size  # left as it was, for the user to rebuild with --force
