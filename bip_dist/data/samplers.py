@@ -17,7 +17,8 @@ class TrainOrder:
     into `world_size` equal contiguous shards, so ranks see disjoint samples of every stream. Shards drop
     the n % world_size remainder (a different remainder each epoch) so every rank runs the same number of
     steps, which collective training needs. An epoch has (n // world_size) // batch_size steps with
-    drop_last, as in the reference BiP code.
+    drop_last (the reference BiP code's loaders keep the last partial batch; here it is dropped so that a
+    step's batch size, and with it the meaning of the learning rate, never changes).
     """
 
     def __init__(self, n, batch_size, *, rank=0, world_size=1, seed=0, streams=1, drop_last=True,
