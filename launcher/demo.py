@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from bip_dist.config import load_config
-from launcher.stage import run_or_reuse
+from launcher.stage import StageStopped, run_or_reuse
 
 
 def run_stage(config, overrides, nproc):
@@ -24,6 +24,14 @@ def run_stage(config, overrides, nproc):
 
 
 def main(argv=None):
+    try:
+        return _demo(argv)
+    except StageStopped as e:
+        print(f"bip-demo: {e}", file=sys.stderr)
+        return e.code
+
+
+def _demo(argv):
     p = argparse.ArgumentParser(prog="bip-demo", description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", default="runs", help="root of run folders (summary goes to <out>/demo/)")
     p.add_argument("--k", type=float, default=0.1, help="remaining fraction of weights")

@@ -31,6 +31,15 @@ class StageFailed(Exception):
         self.rank = rank
 
 
+class StageStopped(Exception):
+    """A stage that run_or_reuse started did not finish: a one-line message naming it, and the exit status
+    (bip_dist.exit_codes) its caller should end with, so a sweep or the demo stops the way bip-train would."""
+
+    def __init__(self, msg, code):
+        super().__init__(msg)
+        self.code = code
+
+
 _GO, _FINISHED, _REFUSED = 0, 1, 2
 
 
@@ -114,12 +123,22 @@ def run_or_reuse(config, overrides, nproc=1, in_process=False, tag="stage", labe
     shown = " ".join(o for o in overrides if not o.startswith(("out_dir", "name", "ckpt.resume")))
     print(f"[{tag}] {label or cfg.mode}: {shown}", flush=True)
     t0 = time.time()
+    name = label or cfg.mode
     if in_process and nproc == 1:
-        run_here(cfg)
+        from bip_dist import exit_codes
+        from bip_dist.train.guards import RunStopped
+        try:
+            run_here(cfg)
+        except StageFailed as e:
+            raise StageStopped(f"{name}: {e}", exit_codes.BAD_INPUT) from None
+        except RunStopped as e:
+            raise StageStopped(f"{name}: {e}", e.exit_code) from None
     else:
         cmd = stage_command(config, overrides, nproc)
         print(f"[{tag}] $ " + " ".join(cmd), flush=True)
         # One thread per process when several share the cores; a lone process may use them all.
         threads = os.environ.get("OMP_NUM_THREADS", "1" if nproc > 1 else str(os.cpu_count()))
-        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": threads})
+        rc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": threads}).returncode
+        if rc:  # the stage printed its own one-line reason above
+            raise StageStopped(f"{name}: stopped with exit status {rc}; its reason is printed above", rc)
     return json.loads(done.read_text()), time.time() - t0

@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from launcher.stage import run_or_reuse
+from launcher.stage import StageStopped, run_or_reuse
 
 LTH_SERIES = [0.8, 0.64, 0.512, 0.41, 0.328, 0.262, 0.2097, 0.1678, 0.1342, 0.1074, 0.0859, 0.0687, 0.055,
               0.044, 0.035, 0.028, 0.0225, 0.018, 0.0144, 0.0115, 0.0092]
@@ -218,7 +218,18 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    from bip_dist.train import preempt
+    previous = preempt.install()  # SIGTERM / SIGUSR1 end the running stage with a checkpoint; rerun resumes
+    try:
+        return _sweep(parse_args(argv))
+    except StageStopped as e:
+        print(f"bip-sweep: {e}", file=sys.stderr)
+        return e.code
+    finally:
+        preempt.restore(previous)
+
+
+def _sweep(args):
     methods = [m for m in args.methods.split(",") if m]
     sw = Sweep(args)
     known = [*METHODS, *REFERENCE_METHODS, *sw.variants]

@@ -70,3 +70,17 @@ def test_bad_variant_named(tmp_path):
     for item in ("bip=hydra", "fo=bip_second_order", "fo"):
         with pytest.raises(SystemExit, match=f"--variant '{item}': expected LABEL=METHOD"):
             sweep.main(["--configs", str(tmp_path), "--variant", item])
+
+
+def test_a_diverged_stage_stops_the_sweep_with_its_exit_status(tmp_path, monkeypatch, capsys):
+    """A stage's deliberate stop is the sweep's: one line naming the stage, bip-train's exit status."""
+    from bip_dist import exit_codes
+    from launcher import sweep
+    use_fakes(monkeypatch, batches=3, bs=8)
+    argv = ["--configs", str(_configs(tmp_path / "cfg")), "--methods", "omp", "--ks", "0.5",
+            "--out-dir", str(tmp_path / "runs"), "--stage-set", "pretrain:optim.lr=1e12"]
+    capsys.readouterr()
+    assert sweep.main(argv) == exit_codes.DIVERGED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bip-sweep: pretrain: step "), err
+    assert "nan" in err[0] or "inf" in err[0], err
