@@ -13,7 +13,6 @@ import multiprocessing as mp
 import os
 import time
 
-import lmdb
 from tqdm import tqdm
 
 from bip_dist.data.files import open_lmdb
@@ -33,6 +32,8 @@ class BadInputError(RuntimeError):
 
 
 def _open_writer(path):
+    import lmdb  # here: preparing in-memory or FFCV files needs no lmdb installed
+
     return lmdb.open(path, subdir=False, map_size=MAP_SIZE, lock=True, readahead=False, meminit=False)
 
 

@@ -1,4 +1,5 @@
-"""Training on in-memory data needs neither lmdb nor FFCV installed (a GPU box may have neither)."""
+"""Training on, and preparing, in-memory data needs neither lmdb nor FFCV installed (a GPU box may have
+neither)."""
 
 import os
 import subprocess
@@ -13,7 +14,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in ('lmdb', 'ffcv'):
             raise ImportError('blocked for this test: ' + name)
 sys.meta_path.insert(0, Block())
-import bip_dist.train.loop, launcher.worker, launcher.demo, bench.gpu_check
+import bip_dist.train.loop, launcher.worker, launcher.demo, bench.gpu_check, data_prep.cli
 try:
     import lmdb
 except ImportError:
