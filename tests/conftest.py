@@ -1,6 +1,15 @@
 import os
-import sys
 
-# Tests import the repository's packages without installation and never touch a GPU.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pytest
+
+# Tests never touch a GPU. (pytest.ini's `pythonpath = .` makes the repository's packages and
+# tests.helpers importable without installation.)
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture
+def tiny_models():
+    """The test models (tests/helpers/models.py) registered by name for this test only."""
+    from tests.helpers import models
+    with models.registered():
+        yield
