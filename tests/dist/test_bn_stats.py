@@ -1,14 +1,13 @@
 """dist.bn_stats: BatchNorm running statistics drift apart under DDP and are made one at epoch ends."""
 
 import os
-import sys
 
 import torch
-import torch.multiprocessing as mp
 import torch.nn as nn
 
-sys.path.insert(0, os.path.dirname(__file__))
-import dist_helpers as H  # noqa: E402
+from tests.helpers import equivalence as E
+from tests.helpers.data import shard
+from tests.helpers.dist import spawn
 
 
 def _bn_net():
@@ -21,21 +20,20 @@ def _stats(model):
     return torch.cat([bn.running_mean, bn.running_var]).clone()
 
 
-def _worker(rank, port, outdir):
+def _worker(rank, outdir):
     from bip_dist.config.schema import OptimConfig
     from bip_dist.engine.ddp import DDPEngine
+    from bip_dist.engine.dist_env import DistEnv
     from bip_dist.train.registry import make_step
-    env = H.env_for(rank, port)
-    torch.set_num_threads(1)
-    engine = DDPEngine(H.dist_cfg(), H.PER_RANK, env)
+    engine = DDPEngine(E.dist_cfg(), E.PER_RANK, DistEnv.from_environ())
     out = {}
     for mode in ("local", "reduce", "broadcast"):
         torch.manual_seed(0)
         model = _bn_net()
         step = make_step("dense", engine, model, None, OptimConfig(lr=0.05, weight_decay=0.0), None, None)
         model.train()
-        for b in H.batches(False):
-            x, y = H.shard(b, rank, H.WORLD)
+        for b in E.batches(False):
+            x, y = shard(b, rank, E.WORLD)
             step((x + rank, y))  # shifted per rank, so each rank's statistics differ clearly
         out[mode] = {"before": _stats(model)}
         engine.sync_bn_stats(mode)
@@ -45,8 +43,8 @@ def _worker(rank, port, outdir):
 
 
 def test_bn_stats_modes(tmp_path):
-    mp.spawn(_worker, args=(H.free_port(), str(tmp_path)), nprocs=H.WORLD)
-    r0, r1 = (torch.load(tmp_path / f"bn{r}.pt") for r in range(H.WORLD))
+    spawn(E.WORLD, _worker, str(tmp_path))
+    r0, r1 = (torch.load(tmp_path / f"bn{r}.pt") for r in range(E.WORLD))
     for mode in ("local", "reduce", "broadcast"):
         assert not torch.allclose(r0[mode]["before"], r1[mode]["before"]), mode  # they did drift apart
     assert torch.equal(r0["local"]["after"], r0["local"]["before"])

@@ -3,17 +3,12 @@
 One mp.spawn (gloo, world size 2, 127.0.0.1) runs all cases, so process start-up is paid once.
 """
 
-import os
-import sys
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-sys.path.insert(0, os.path.dirname(__file__))
-import dist_helpers as H  # noqa: E402
-
-from bip_dist.engine import LocalEngine  # noqa: E402
+from bip_dist.engine import LocalEngine
+from tests.helpers import equivalence as E
+from tests.helpers.dist import spawn
 
 EXACT = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "finetune", "bip_cl", "bip_first_order",
          "bip_first_order_paper"]
@@ -22,31 +17,31 @@ EXACT = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "finetune", "b
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(H.ddp_worker, args=(H.free_port(), str(out), list(H.CASES)), nprocs=H.WORLD)
-    return [torch.load(out / f"ddp{r}.pt") for r in range(H.WORLD)]
+    spawn(E.WORLD, E.ddp_worker, str(out), list(E.CASES))
+    return [torch.load(out / f"ddp{r}.pt") for r in range(E.WORLD)]
 
 
 @pytest.fixture(scope="module")
 def reference():
     torch.manual_seed(0)
-    return {case: H.run(case, LocalEngine()) for case in H.CASES}
+    return {case: E.run(case, LocalEngine()) for case in E.CASES}
 
 
 @pytest.mark.parametrize("case", EXACT)
 def test_two_ranks_equal_one_rank_double_batch(case, ddp_results, reference):
-    H.assert_same_result(reference[case], ddp_results, case)
+    E.assert_same_result(reference[case], ddp_results, case)
 
 
 @pytest.mark.parametrize("case", ["bip_fused", "hydra", "bip_first_order"])
 def test_training_moved_scores_and_mask(case, reference):
     """The equivalence above means something only if the scores and the mask actually moved."""
     torch.manual_seed(0)
-    _, store, _ = H.build(case, LocalEngine())
+    _, store, _ = E.build(case, LocalEngine())
     assert not torch.equal(store.scores, reference[case]["scores"])
     assert not torch.equal(store.mask, reference[case]["mask"])
 
 
-@pytest.mark.parametrize("case", [c for c in H.CASES if H.CASES[c][0] != "dense"])
+@pytest.mark.parametrize("case", [c for c in E.CASES if E.CASES[c][0] != "dense"])
 def test_masks_identical_across_ranks(case, ddp_results):
     a, b = (r[case] for r in ddp_results)
     assert torch.equal(a["mask"], b["mask"]) and a["hash"] == b["hash"]
@@ -61,8 +56,8 @@ def test_bf16_score_gradients_stay_close(ddp_results, reference):
 
 def test_bf16_halves_score_traffic(ddp_results):
     fp32, bf16 = ddp_results[0]["bip_fused"]["comm_bytes"], ddp_results[0]["bip_bf16"]["comm_bytes"]
-    _, store, _ = H.build("bip_fused", LocalEngine())
-    score_bytes = store.grad.numel() * store.grad.element_size() * H.ITERS
+    _, store, _ = E.build("bip_fused", LocalEngine())
+    score_bytes = store.grad.numel() * store.grad.element_size() * E.ITERS
     assert fp32 - bf16 == score_bytes // 2
 
 
@@ -72,7 +67,7 @@ def test_score_buckets_overlap_backward(case, ddp_results):
     first-order BiP: from the one backward that DDP reduces the weight gradients of)."""
     got = ddp_results[0][case]
     assert got["buckets"] >= 3
-    assert got["overlapped"] >= (got["buckets"] - 1) * H.ITERS
+    assert got["overlapped"] >= (got["buckets"] - 1) * E.ITERS
 
 
 def test_first_order_reduces_what_bip_reduces(ddp_results):
@@ -97,10 +92,10 @@ def test_world_size_one_skips_ddp():
     from bip_dist.engine.dist_env import DistEnv
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
-        engine = DDPEngine(H.dist_cfg(), H.PER_RANK, DistEnv())
-        got = H.run("bip_paper", engine)  # the paper IG also goes through reduce_mean_
+        engine = DDPEngine(E.dist_cfg(), E.PER_RANK, DistEnv())
+        got = E.run("bip_paper", engine)  # the paper IG also goes through reduce_mean_
         assert engine.theta_model is engine.model and engine.reducer is None
     finally:
         dist.destroy_process_group()
     torch.manual_seed(0)
-    H.assert_same_result(H.run("bip_paper", LocalEngine()), [{"bip_paper": got}], "bip_paper")
+    E.assert_same_result(E.run("bip_paper", LocalEngine()), [{"bip_paper": got}], "bip_paper")

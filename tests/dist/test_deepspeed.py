@@ -1,28 +1,23 @@
 """DeepSpeed ZeRO-1 (and ZeRO-2 on the fused step) give the DDP / single-process result within fp32 tolerance."""
 
-import os
-import sys
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-sys.path.insert(0, os.path.dirname(__file__))
-import dist_helpers as H  # noqa: E402
-
-from bip_dist.engine import LocalEngine  # noqa: E402
+from bip_dist.engine import LocalEngine
+from tests.helpers import ROOT
+from tests.helpers import equivalence as E
+from tests.helpers.dist import spawn
 
 pytest.importorskip("deepspeed")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZERO1 = ["bip_fused", "bip_3pass", "bip_paper", "hydra", "dense", "bip_cl", "bip_first_order"]
 ZERO2 = ["bip_fused", "dense", "bip_first_order"]
 
 
 def _spawn(tmp_path_factory, stage, cases):
     out = tmp_path_factory.mktemp(f"zero{stage}")
-    conf = os.path.join(ROOT, "configs", "deepspeed", f"zero{stage}.json")
-    mp.spawn(H.deepspeed_worker, args=(H.free_port(), str(out), cases, conf), nprocs=H.WORLD)
-    return [torch.load(out / f"ds{r}.pt") for r in range(H.WORLD)]
+    conf = str(ROOT / "configs" / "deepspeed" / f"zero{stage}.json")
+    spawn(E.WORLD, E.deepspeed_worker, str(out), cases, conf)
+    return [torch.load(out / f"ds{r}.pt") for r in range(E.WORLD)]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +32,7 @@ def zero2(tmp_path_factory):
 
 def _compare(results, case):
     torch.manual_seed(0)
-    H.assert_same_result(H.run(case, LocalEngine()), results, case)
+    E.assert_same_result(E.run(case, LocalEngine()), results, case)
 
 
 @pytest.mark.parametrize("case", ZERO1)

@@ -8,27 +8,22 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import dist_helpers as H  # noqa: E402
+from launcher.launch import build_command, parse_args
+from tests.helpers import ROOT
+from tests.helpers.cli import child_env
+from tests.helpers.dist import free_port
 
-from launcher.launch import build_command, parse_args  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
-
-
-def _env():
-    return {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-            "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
 
 
 def _two_nodes(program, timeout=180):
     """Start two torchrun agents (one process each) that meet at one c10d endpoint; return their outputs."""
-    port = H.free_port()
+    port = free_port()
     node = TORCHRUN + ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
                        "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"test{port}"]
-    procs = [subprocess.Popen(node + program, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    env = child_env(DS_ACCELERATOR="cpu", PYTHONUNBUFFERED="1")
+    procs = [subprocess.Popen(node + program, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
     outs = []
     for p in procs:
         try:
@@ -46,7 +41,7 @@ def _two_nodes(program, timeout=180):
 def test_two_node_rendezvous_runs_bip(backend):
     if backend == "deepspeed":
         pytest.importorskip("deepspeed")
-    out = _two_nodes([os.path.join(ROOT, "tests", "dist", "torchrun_bip.py"), backend])
+    out = _two_nodes(["-m", "tests.dist.torchrun_bip", backend])
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT")]
     assert len(lines) == 2, out[-3000:]
     assert {ln.split()[1] for ln in lines} == {"rank=0", "rank=1"}

@@ -5,17 +5,13 @@ step two; `bip.fused: false` (set by the reference presets) runs the reference's
 masks do not depend on it: both give the same trajectory.
 """
 
-import os
-import sys
-
 import pytest
 import torch
 
 from bip_dist.engine import LocalEngine
 from bip_dist.train.build import build_parts
-
-sys.path.insert(0, os.path.dirname(__file__))
-from fid_helpers import CLASSES, batches, preset  # noqa: E402
+from tests.helpers.fidelity import batches, preset
+from tests.helpers.models import CLASSES, registered
 
 ITERS = 3
 
@@ -30,7 +26,8 @@ def _run(fused):
 
 @pytest.fixture(scope="module")
 def models():
-    return {fused: _run(fused) for fused in (True, False)}
+    with registered():  # a module-wide fixture runs outside any test's tiny_models
+        return {fused: _run(fused) for fused in (True, False)}
 
 
 @pytest.mark.parametrize("fused, forwards", [(True, 2), (False, 4)])

@@ -8,19 +8,15 @@ Reference (train.py, utils/schedules.py), with lr the config's `lr` and E its ep
     HYDRA score lr                          the weight cosine above (its optimizer is the weight one)
     weight decay                            `wd` on both optimizers: BiP 1e-4 (scores too), HYDRA 5e-4
 Every preset is checked at every iteration of its full run against those formulas, written out in
-reference_loop.py from the reference's code.
+tests/helpers/reference_loop.py from the reference's code.
 """
-
-import os
-import sys
 
 import pytest
 
 from bip_dist.config import load_config
 from bip_dist.optim import LrSchedule
-
-sys.path.insert(0, os.path.dirname(__file__))
-from fid_helpers import ROOT, R  # noqa: E402
+from tests.helpers import ROOT
+from tests.helpers import reference_loop as R
 
 DATASETS = ["digits", "cifar10", "cifar100", "tiny_imagenet", "imagenet"]
 # The reference configs' `lr` (digits takes CIFAR-10's; ImageNet's BiP config is the one at 0.01).

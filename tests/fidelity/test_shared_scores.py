@@ -5,14 +5,11 @@ Rules:
 - after the step of either optimizer s = w again, and the mask is the top-k of |w| with the reference's
   kept count: the weight step moves the scores, the score step moves the weights;
 - the reference presets (configs/digits/{bip,hydra}_reference.yaml) follow for 5 iterations the trajectory
-  of an independent re-implementation of the reference loop (reference_loop.py): weights, scores,
+  of an independent re-implementation of the reference loop (tests/helpers/reference_loop.py): weights, scores,
   BatchNorm parameters and running statistics equal to fp32 tolerance, masks identical, learning rates
   those of the reference's schedule functions (one iteration per epoch, so every rate is visited);
 - shared scores are refused for filter / channel masks, with one line.
 """
-
-import os
-import sys
 
 import pytest
 import torch
@@ -22,9 +19,11 @@ from bip_dist.engine import LocalEngine
 from bip_dist.optim import LrSchedule
 from bip_dist.pruning import ScoreStore, make_prunable
 from bip_dist.train.build import build_parts
+from tests.helpers import reference_loop as R
+from tests.helpers.fidelity import ITERS, batches, preset, reference_twin
+from tests.helpers.models import CLASSES, TinyNet
 
-sys.path.insert(0, os.path.dirname(__file__))
-from fid_helpers import CLASSES, ITERS, R, TinyNet, batches, preset, reference_twin  # noqa: E402
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 def assert_same_state(parts, ref, it):

@@ -1,13 +1,8 @@
 """The digits sweep compares the default and the reference presets: its methods are valid and each
 method's stage config loads (with the point's source_net, as the sweep passes it)."""
 
-import os
-import sys
-
 from bip_dist.config import load_config
-
-sys.path.insert(0, os.path.dirname(__file__))
-from fid_helpers import ROOT  # noqa: E402
+from tests.helpers import ROOT
 
 
 def test_digits_sweep_has_the_reference_preset(monkeypatch):
