@@ -10,14 +10,13 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-import ckpt_helpers as H  # noqa: E402
+from bip_dist.checkpoint import dcp_io
+from bip_dist.checkpoint.consolidate import consolidate
+from bip_dist.checkpoint.layout import Layout
+from tests.helpers import ROOT, outputs, runs
+from tests.helpers.cli import child_env
 
-from bip_dist.checkpoint import dcp_io  # noqa: E402
-from bip_dist.checkpoint.consolidate import consolidate  # noqa: E402
-from bip_dist.checkpoint.layout import Layout  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 def _layout(tmp_path):
@@ -44,24 +43,23 @@ def test_failed_save_keeps_previous(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dcp_io, "save_flat", failing)
     with pytest.raises(OSError):
-        H.run(H.make_cfg(tmp_path, "bip"))
+        runs.run(runs.make_cfg(tmp_path, "bip"))
     monkeypatch.setattr(dcp_io, "save_flat", real)
     # saves: step 2, 4, epoch end 6 (the 3rd) -> latest stays at 4
     _check_survivor(_layout(tmp_path), "step_00000004_ep0000")
-    res = H.run(H.make_cfg(tmp_path, "bip", "ckpt.resume=auto"))
+    res = runs.run(runs.make_cfg(tmp_path, "bip", "ckpt.resume=auto"))
     assert not list(_layout(tmp_path).root.glob(".step_*"))  # cleaned at start
-    ref = H.run(H.make_cfg(tmp_path / "ref", "bip"))
-    H.assert_same(H.final_state(ref["run_dir"]), H.final_state(res["run_dir"]))
+    ref = runs.run(runs.make_cfg(tmp_path / "ref", "bip"))
+    outputs.assert_same(outputs.final_state(ref["run_dir"]), outputs.final_state(res["run_dir"]))
 
 
 def test_sigkill_between_write_and_rename(tmp_path):
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "kill_during_save.py"),
-                        str(tmp_path), "4"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "tests.checkpoint.kill_during_save", str(tmp_path), "4"],
+                       env=child_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
     # saves: 2, 4, 6 (epoch end), 8 (the 4th, killed before its rename)
     _check_survivor(_layout(tmp_path), "step_00000006_ep0001")
-    res = H.run(H.make_cfg(tmp_path, "bip", "ckpt.resume=auto"))
+    res = runs.run(runs.make_cfg(tmp_path, "bip", "ckpt.resume=auto"))
     assert res["step"] == 12
 
 

@@ -7,37 +7,35 @@ not bitwise the run that never stopped at the other size).
 """
 
 import json
-import os
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-import ckpt_helpers as H  # noqa: E402
-
-from bip_dist.checkpoint import dcp_io  # noqa: E402
-from bip_dist.checkpoint.consolidate import consolidate  # noqa: E402
-from bip_dist.checkpoint.layout import Layout  # noqa: E402
+from bip_dist.checkpoint import dcp_io
+from bip_dist.checkpoint.consolidate import consolidate
+from bip_dist.checkpoint.layout import Layout
+from tests.helpers import models, outputs, runs
+from tests.helpers.dist import spawn
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def ddp_runs(tmp_path_factory):
     """One spawn for every 2-rank job (process start-up dominates): A uninterrupted; B killed at step 5
     and resumed; C killed at step 5 (resumed on 1 rank below); F resumes E (1 rank, killed at 8) on 2;
     G is B with asynchronous saves."""
     t = {k: tmp_path_factory.mktemp(k) for k in "ABCDEFG"}
-    assert H.run(H.make_cfg(t["E"], "bip"), crash_at=9) is None
-    e_ckpt = Layout(next(t["E"].rglob("checkpoints"))).newest()
-    jobs = [(str(t["A"]), "bip", [], 0, None),
-            (str(t["B"]), "bip", [], 5, None), (str(t["B"]), "bip", ["ckpt.resume=auto"], 0, None),
-            (str(t["C"]), "bip", [], 5, None),
-            (str(t["F"]), "bip", [f"ckpt.resume={e_ckpt}"], 0, str(t["F"] / "start")),
-            (str(t["G"]), "bip", ["ckpt.async_save=true"], 5, None),
-            (str(t["G"]), "bip", ["ckpt.async_save=true", "ckpt.resume=auto"], 0, None)]
-    H.spawn(2, jobs)
-    c_ckpt = Layout(next(t["C"].rglob("checkpoints"))).newest()
-    d = H.run(H.make_cfg(t["D"], "bip", f"ckpt.resume={c_ckpt}"), record=str(t["D"] / "start0.pt"))
+    with models.registered():  # a module-wide fixture runs outside any test's tiny_models
+        assert runs.run(runs.make_cfg(t["E"], "bip"), crash_at=9) is None
+        e_ckpt = Layout(next(t["E"].rglob("checkpoints"))).newest()
+        jobs = [(str(t["A"]), "bip", [], 0, None),
+                (str(t["B"]), "bip", [], 5, None), (str(t["B"]), "bip", ["ckpt.resume=auto"], 0, None),
+                (str(t["C"]), "bip", [], 5, None),
+                (str(t["F"]), "bip", [f"ckpt.resume={e_ckpt}"], 0, str(t["F"] / "start")),
+                (str(t["G"]), "bip", ["ckpt.async_save=true"], 5, None),
+                (str(t["G"]), "bip", ["ckpt.async_save=true", "ckpt.resume=auto"], 0, None)]
+        spawn(2, runs.run_jobs, jobs)
+        c_ckpt = Layout(next(t["C"].rglob("checkpoints"))).newest()
+        d = runs.run(runs.make_cfg(t["D"], "bip", f"ckpt.resume={c_ckpt}"), record=str(t["D"] / "start0.pt"))
     return t, e_ckpt, c_ckpt, d
 
 
@@ -45,14 +43,15 @@ def _result(folder):
     return json.loads(next(folder.rglob("result.json")).read_text())
 
 
-def test_two_ranks_resume_bitwise(runs):
-    t = runs[0]
+def test_two_ranks_resume_bitwise(ddp_runs):
+    t = ddp_runs[0]
     a, b = _result(t["A"]), _result(t["B"])
-    H.assert_same(H.final_state(a["run_dir"]), H.final_state(b["run_dir"]))
+    outputs.assert_same(outputs.final_state(a["run_dir"]), outputs.final_state(b["run_dir"]))
     # Validation sums both ranks' shards through each rank's own BatchNorm statistics: equal losses mean
     # rank 1's statistics came back from its rank file too.
     assert a["val_loss"] == b["val_loss"] and a["step"] == b["step"] == 6
-    H.assert_same(H.final_state(a["run_dir"]), H.final_state(_result(t["G"])["run_dir"]))  # async saves
+    g = _result(t["G"])  # asynchronous saves
+    outputs.assert_same(outputs.final_state(a["run_dir"]), outputs.final_state(g["run_dir"]))
 
 
 def _assert_starts_from(start, ckpt, own_stats=False):
@@ -69,8 +68,8 @@ def _assert_starts_from(start, ckpt, own_stats=False):
     assert torch.equal(start["score_opt"], flat["score_opt.momentum_buffer"])
 
 
-def test_two_to_one(runs):
-    t, _, c_ckpt, d = runs
+def test_two_to_one(ddp_runs):
+    t, _, c_ckpt, d = ddp_runs
     assert c_ckpt.name == "step_00000004_ep0001"  # 3 steps/epoch on 2 ranks
     start = torch.load(t["D"] / "start0.pt", weights_only=True)
     # epoch 1, 1 step in = 32 samples (2 ranks x 16); on 1 rank 6 steps/epoch, 2 steps in: step 6 + 2
@@ -79,8 +78,8 @@ def test_two_to_one(runs):
     assert d["step"] == 12
 
 
-def test_one_to_two(runs):
-    t, e_ckpt, _, _ = runs
+def test_one_to_two(ddp_runs):
+    t, e_ckpt, _, _ = ddp_runs
     assert e_ckpt.name == "step_00000008_ep0001"
     for rank in (0, 1):  # rank 1 has no rank file: it takes rank 0's BatchNorm statistics
         start = torch.load(t["F"] / f"start{rank}.pt", weights_only=True)
@@ -89,12 +88,12 @@ def test_one_to_two(runs):
     assert _result(t["F"])["step"] == 6
 
 
-def test_two_ranks_record_checksums(runs):
+def test_two_ranks_record_checksums(ddp_runs):
     """Each rank's manifest covers what it wrote (its shard and rank file; rank 0 also extra.pt and
     .metadata), with synchronous and background saves, and a rank's lost manifest is noticed."""
     import json as _json
     from bip_dist.checkpoint.integrity import BadCheckpoint, verify
-    t = runs[0]
+    t = ddp_runs[0]
     for run in ("A", "G"):
         ckpt = Layout(next(t[run].rglob("checkpoints"))).newest()
         assert verify(ckpt).startswith("6 files")  # 2 shards, 2 rank files, extra.pt, .metadata
@@ -112,11 +111,12 @@ def ds_runs(tmp_path_factory):
     pytest.importorskip("deepspeed")
     ds = ["dist.backend=deepspeed", "dist.deepspeed_config=configs/deepspeed/zero1.json"]
     t = {k: tmp_path_factory.mktemp("ds" + k) for k in "ABCDE"}
-    H.spawn(2, [(str(t["A"]), "bip", ds, 0, None), (str(t["B"]), "bip", ds, 5, None),
-                (str(t["B"]), "bip", ds + ["ckpt.resume=auto"], 0, None), (str(t["C"]), "bip", ds, 5, None)])
+    spawn(2, runs.run_jobs, [(str(t["A"]), "bip", ds, 0, None), (str(t["B"]), "bip", ds, 5, None),
+                             (str(t["B"]), "bip", ds + ["ckpt.resume=auto"], 0, None),
+                             (str(t["C"]), "bip", ds, 5, None)])
     c_ckpt = Layout(next(t["C"].rglob("checkpoints"))).newest()
-    H.spawn(1, [(str(t["D"]), "bip", ds + [f"ckpt.resume={c_ckpt}"], 0, str(t["D"] / "start"))])
-    H.spawn(2, [(str(t["E"]), "bip", [f"ckpt.resume={c_ckpt}"], 0, str(t["E"] / "start"))])
+    spawn(1, runs.run_jobs, [(str(t["D"]), "bip", ds + [f"ckpt.resume={c_ckpt}"], 0, str(t["D"] / "start"))])
+    spawn(2, runs.run_jobs, [(str(t["E"]), "bip", [f"ckpt.resume={c_ckpt}"], 0, str(t["E"] / "start"))])
     return t, c_ckpt
 
 
@@ -125,9 +125,9 @@ def test_deepspeed_resume_bitwise(ds_runs):
     stopped, momentum included."""
     t, _ = ds_runs
     ra, rb = _result(t["A"]), _result(t["B"])
-    a, b = H.final_state(ra["run_dir"]), H.final_state(rb["run_dir"])
+    a, b = outputs.final_state(ra["run_dir"]), outputs.final_state(rb["run_dir"])
     assert len(a["weight_opt"]) > 0  # whole momentum per weight, in torch SGD's format
-    H.assert_same(a, b)
+    outputs.assert_same(a, b)
     assert ra["val_loss"] == rb["val_loss"]
     ckpt = Layout(next(t["B"].rglob("checkpoints"))).newest()
     assert not (ckpt / "deepspeed").exists() and "weight_opt" in torch.load(ckpt / "extra.pt", weights_only=True)

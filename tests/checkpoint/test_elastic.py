@@ -2,26 +2,22 @@
 restart both workers; they resume from the newest checkpoint (ckpt.resume=auto) and finish with the same
 final weights, scores, masks and optimizer state as a run never interrupted."""
 
-import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-import ckpt_helpers as H  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "elastic_worker.py")
+from tests.helpers import ROOT, outputs
+from tests.helpers.cli import child_env
+from tests.helpers.dist import free_port
 
 
 def _torchrun(out, kill_at):
     # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: with the c10d rendezvous, torchrun's workers otherwise share
     # the agent's TCP store across restarts, and the restarted ranks can read the killed attempt's gloo
     # addresses and fail or hang in init_process_group (pytorch/pytorch#135712; about half of our restarts without it).
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    env = child_env(PYTHONUNBUFFERED="1", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-           "--max-restarts", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{H.free_port()}",
-           WORKER, str(out), str(kill_at)]
+           "--max-restarts", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+           "-m", "tests.checkpoint.elastic_worker", str(out), str(kill_at)]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     out_text = p.stdout + p.stderr
     assert p.returncode == 0, out_text[-4000:]
@@ -35,6 +31,6 @@ def test_sigkilled_worker_restarts_and_finishes(tmp_path):
     log = _torchrun(tmp_path / "kill", 7)
     assert "START rank=1 attempt=1 step=6" in log and "START rank=0 attempt=1 step=6" in log, log[-4000:]
     assert "RESULT rank=0 attempt=1 step=9" in log, log[-4000:]
-    a = H.final_state(next((tmp_path / "ref").rglob("final.pt")).parent)
-    b = H.final_state(next((tmp_path / "kill").rglob("final.pt")).parent)
-    H.assert_same(a, b)
+    a = outputs.final_state(next((tmp_path / "ref").rglob("final.pt")).parent)
+    b = outputs.final_state(next((tmp_path / "kill").rglob("final.pt")).parent)
+    outputs.assert_same(a, b)

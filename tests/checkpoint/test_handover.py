@@ -2,39 +2,40 @@
 one's weights (and mask for finetune), and a mismatched source fails with one line naming the field."""
 
 import os
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-import ckpt_helpers as H  # noqa: E402
+from bip_dist.checkpoint.consolidate import consolidate, read_meta
+from bip_dist.checkpoint.handover import HandoverError, load_source_net, run_meta
+from bip_dist.checkpoint.layout import Layout
+from bip_dist.models import build_model
+from bip_dist.pruning import make_prunable
+from tests.helpers import models, runs
+from tests.helpers.models import CLASSES
 
-from bip_dist.checkpoint.consolidate import consolidate, read_meta  # noqa: E402
-from bip_dist.checkpoint.handover import HandoverError, load_source_net, run_meta  # noqa: E402
-from bip_dist.checkpoint.layout import Layout  # noqa: E402
-from bip_dist.models import build_model  # noqa: E402
-from bip_dist.pruning import make_prunable  # noqa: E402
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory):
     """A dense pretrain run and a BiP prune run from it (1 epoch each): their newest folders."""
     root = tmp_path_factory.mktemp("stages")
-    pre = H.run(H.make_cfg(root, "dense", "train.epochs=1"))
-    pre_dir = Layout(os.path.join(pre["run_dir"], "checkpoints")).newest()
-    bip = H.run(H.make_cfg(root, "bip", "train.epochs=1", f"source_net={pre_dir}"))
+    with models.registered():  # a module-wide fixture runs outside any test's tiny_models
+        pre = runs.run(runs.make_cfg(root, "dense", "train.epochs=1"))
+        pre_dir = Layout(os.path.join(pre["run_dir"], "checkpoints")).newest()
+        bip = runs.run(runs.make_cfg(root, "bip", "train.epochs=1", f"source_net={pre_dir}"))
     return pre_dir, Layout(os.path.join(bip["run_dir"], "checkpoints")).newest(), bip["run_dir"], root
 
 
 def _want(cfg_over, root):
-    cfg = H.make_cfg(root, *cfg_over)
-    return run_meta(cfg, cfg.model.num_classes or H.CLASSES)  # as build_parts does
+    cfg = runs.make_cfg(root, *cfg_over)
+    return run_meta(cfg, cfg.model.num_classes or CLASSES)  # as build_parts does
 
 
 def test_prune_starts_from_pretrain_folder(stages):
     pre_dir, _, _, root = stages
-    model = make_prunable(build_model("ckptnet", H.CLASSES), "unstructured")
+    model = make_prunable(build_model("tinynet", CLASSES), "unstructured")
     assert load_source_net(pre_dir, model, _want(["bip"], root)) is False  # weights only, no masks
     src = consolidate(pre_dir)
     assert torch.equal(model.state_dict()["conv1.weight"], src["conv1.weight"])
@@ -44,7 +45,7 @@ def test_prune_starts_from_pretrain_folder(stages):
 def test_finetune_runs_from_prune_folder(stages, tmp_path):
     _, prune_dir, _, _ = stages
     rec = tmp_path / "start.pt"
-    res = H.run(H.make_cfg(tmp_path, "finetune", "mode=finetune", "train.epochs=1", f"source_net={prune_dir}"),
+    res = runs.run(runs.make_cfg(tmp_path, "finetune", "mode=finetune", "train.epochs=1", f"source_net={prune_dir}"),
                 record=str(rec))
     start, src = torch.load(rec, weights_only=True), consolidate(prune_dir)
     assert torch.equal(start["model"]["conv2.mask"], src["conv2.mask"])  # mask of the prune stage
@@ -63,7 +64,7 @@ def test_mismatch_names_the_field(stages, which, over, field):
     pre_dir, prune_dir, prune_run, root = stages
     src = {"pre": pre_dir, "prune": prune_dir, "final": os.path.join(prune_run, "final.pt")}[which]
     want = _want(over, root)
-    model = make_prunable(build_model("ckptnet", want["num_classes"]), "unstructured")
+    model = make_prunable(build_model("tinynet", want["num_classes"]), "unstructured")
     with pytest.raises(HandoverError) as e:
         load_source_net(src, model, want)
     msg = str(e.value)
@@ -73,5 +74,5 @@ def test_mismatch_names_the_field(stages, which, over, field):
 def test_arch_mismatch(stages, monkeypatch):
     pre_dir, _, _, root = stages
     want = dict(_want(["bip"], root), arch="resnet20s")
-    with pytest.raises(HandoverError, match="arch is 'ckptnet', this run has 'resnet20s'"):
-        load_source_net(pre_dir, build_model("resnet20s", H.CLASSES), want)
+    with pytest.raises(HandoverError, match="arch is 'tinynet', this run has 'resnet20s'"):
+        load_source_net(pre_dir, build_model("resnet20s", CLASSES), want)

@@ -2,17 +2,14 @@
 the one loader of model plus meta they share."""
 
 import os
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-import ckpt_helpers as H  # noqa: E402
-
-from bip_dist.checkpoint.consolidate import load_model  # noqa: E402
-from bip_dist.checkpoint.layout import Layout  # noqa: E402
-from bip_dist.checkpoint.paths import candidates, locate  # noqa: E402
+from bip_dist.checkpoint.consolidate import load_model
+from bip_dist.checkpoint.layout import Layout
+from bip_dist.checkpoint.paths import candidates, locate
+from tests.helpers import runs
 
 
 def _fake_run(root, steps=(2, 4, 6), final=True):
@@ -45,10 +42,11 @@ def test_locate_rules(tmp_path):
         locate(ck / ".step_00000008_ep0000.tmp")
 
 
+@pytest.mark.usefixtures("tiny_models")
 def test_every_consumer_takes_a_run_folder(tmp_path):
     """export, consolidate, compact's loader and source_net read the same model from a run folder, its
     checkpoints/ folder and final.pt; a bare state_dict loads with meta None."""
-    res = H.run(H.make_cfg(tmp_path, "bip", "train.epochs=1"))
+    res = runs.run(runs.make_cfg(tmp_path, "bip", "train.epochs=1"))
     run = res["run_dir"]
     models = [load_model(p)["model"] for p in (run, os.path.join(run, "checkpoints"),
                                                  os.path.join(run, "final.pt"))]

@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from data_fakes import make_lmdb, train_argv
-
 from bip_dist.data import DataConfig, build_loaders
 from bip_dist.data.bad_samples import SampleGuard
 from bip_dist.data.datasets import FolderDataset, LMDBDataset
 from bip_dist.data.files import DataFileError
 from bip_dist.data.records import pack_record, record_key
 from launcher.worker import main as train_main
+from tests.helpers.cli import short_argv
+from tests.helpers.prepared import make_lmdb
 
 HINT = "fix the data or set data.skip_bad: true"
 
@@ -49,7 +49,7 @@ def test_folder_stops_with_one_line(folder):
 
 
 def test_worker_error_reaches_the_cli_as_one_line(folder, tmp_path, capfd):
-    rc = train_main(train_argv(tmp_path / "runs", "data.dataset=folder", "data.format=folder",
+    rc = train_main(short_argv(tmp_path / "runs", "data.dataset=folder", "data.format=folder",
                                f"data.root={folder}", "data.image_size=16", "data.workers=2"))
     err = [ln.rsplit("\r", 1)[-1] for ln in capfd.readouterr().err.splitlines()]
     assert rc == 2
@@ -72,7 +72,7 @@ def test_skip_bad_uses_the_next_sample_and_reports_once(folder, capsys):
 
 
 def test_skip_bad_training_runs_with_workers(folder, tmp_path, capfd):
-    rc = train_main(train_argv(tmp_path / "runs", "data.dataset=folder", "data.format=folder",
+    rc = train_main(short_argv(tmp_path / "runs", "data.dataset=folder", "data.format=folder",
                                f"data.root={folder}", "data.image_size=16", "data.workers=2", "data.skip_bad=true",
                                "train.max_steps=4"))
     err = capfd.readouterr().err

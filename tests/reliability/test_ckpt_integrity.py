@@ -2,17 +2,18 @@
 hand-over and `bip-ckpt verify` check it. `--resume auto` sets a bad latest checkpoint aside and goes on
 from the newest good one; an explicit bad path stops the run with one line naming it."""
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from rel_worker import H, bip_train, error_lines  # noqa: E402
+from bip_dist.checkpoint.layout import Layout
+from tests.helpers import outputs, runs
+from tests.helpers.cli import bip_train
+from tests.helpers.models import CLASSES
+from tests.helpers.outputs import error_lines
 
-from bip_dist.checkpoint.layout import Layout  # noqa: E402
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 def _flip(path, at=0.5):
@@ -30,7 +31,7 @@ def _truncate(path):
 def crashed(tmp_path):
     """A BiP run with background saves killed after step 9: checkpoints of steps 4 and 6 (latest; the
     save of step 8 was still in flight)."""
-    assert H.run(H.make_cfg(tmp_path, "bip", "ckpt.async_save=true"), crash_at=9) is None
+    assert runs.run(runs.make_cfg(tmp_path, "bip", "ckpt.async_save=true"), crash_at=9) is None
     ck = Layout(next(tmp_path.rglob("checkpoints")))
     assert ck.newest().name == "step_00000006_ep0001"
     return tmp_path, ck
@@ -40,14 +41,14 @@ def test_flipped_shard_resume_auto_falls_back(crashed, tmp_path_factory, capsys)
     out, ck = crashed
     _flip(ck.newest() / "__0_0.distcp")
     capsys.readouterr()
-    res = H.run(H.make_cfg(out, "bip", "ckpt.async_save=true", "ckpt.resume=auto"), record=str(out / "start.pt"))
+    res = runs.run(runs.make_cfg(out, "bip", "ckpt.async_save=true", "ckpt.resume=auto"), record=str(out / "start.pt"))
     err = capsys.readouterr().err
     assert "step_00000006_ep0001" in err and "__0_0.distcp is corrupted" in err, err
     assert torch.load(out / "start.pt", weights_only=True)["step"] == 4  # the newest good one
     assert (ck.root / "step_00000006_ep0001.bad").is_dir()  # set aside, not deleted
     assert "__0_0.distcp is corrupted" in (ck.root.parent / "log.txt").read_text()
-    ref = H.run(H.make_cfg(tmp_path_factory.mktemp("ref"), "bip"))
-    H.assert_same(H.final_state(ref["run_dir"]), H.final_state(res["run_dir"]))
+    ref = runs.run(runs.make_cfg(tmp_path_factory.mktemp("ref"), "bip"))
+    outputs.assert_same(outputs.final_state(ref["run_dir"]), outputs.final_state(res["run_dir"]))
     from bip_dist.checkpoint.integrity import verify
     assert "match their checksums" in verify(ck.newest())  # written in the background, summed all the same
 
@@ -66,13 +67,13 @@ def test_explicit_resume_of_truncated_checkpoint_is_one_line(crashed, capsys, na
 def test_handover_and_verify_cli_refuse_a_corrupted_final(tmp_path, capsys):
     from bip_dist.checkpoint.handover import load_source_net, run_meta
     from bip_dist.models import build_model
-    res = H.run(H.make_cfg(tmp_path, "dense", "train.epochs=1"))
+    res = runs.run(runs.make_cfg(tmp_path, "dense", "train.epochs=1"))
     run = res["run_dir"]
     final = Path(run) / "final.pt"
     _flip(final, at=0.9)
-    cfg = H.make_cfg(tmp_path / "next", "bip")
+    cfg = runs.make_cfg(tmp_path / "next", "bip")
     with pytest.raises(ValueError, match="final.pt is corrupted"):
-        load_source_net(final, build_model("ckptnet", H.CLASSES), run_meta(cfg, H.CLASSES))
+        load_source_net(final, build_model("tinynet", CLASSES), run_meta(cfg, CLASSES))
     from launcher.ckpt import main
     capsys.readouterr()
     assert main(["verify", run]) == 1

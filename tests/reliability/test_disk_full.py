@@ -4,17 +4,18 @@ loadable."""
 
 import errno
 import os
-import sys
 
 import pytest
+import torch.distributed.checkpoint.filesystem as dcp_fs
 
-sys.path.insert(0, os.path.dirname(__file__))
-from rel_worker import H, bip_train, error_lines  # noqa: E402
+from bip_dist.checkpoint.consolidate import consolidate
+from bip_dist.checkpoint.layout import Layout
+from bip_dist.run_dir import run_dir_for
+from tests.helpers import runs
+from tests.helpers.cli import bip_train
+from tests.helpers.outputs import error_lines
 
-import torch.distributed.checkpoint.filesystem as dcp_fs  # noqa: E402
-from bip_dist.checkpoint.consolidate import consolidate  # noqa: E402
-from bip_dist.checkpoint.layout import Layout  # noqa: E402
-from bip_dist.run_dir import run_dir_for  # noqa: E402
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 def _full_disk_in_shard(monkeypatch, marker):
@@ -44,7 +45,7 @@ def _full_disk_at_fsync(monkeypatch, marker):
     ("final", 6, "final.pt", "step_00000006_ep0001"),
 ])
 def test_disk_full_is_one_line(tmp_path, capsys, monkeypatch, where, step, target, kept):
-    run = run_dir_for(H.make_cfg(tmp_path, "bip", "log.tensorboard=false", "train.epochs=1"))
+    run = run_dir_for(runs.make_cfg(tmp_path, "bip", "log.tensorboard=false", "train.epochs=1"))
     if where == "shard":
         _full_disk_in_shard(monkeypatch, "step_00000004")
     else:

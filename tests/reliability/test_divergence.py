@@ -2,19 +2,18 @@
 non-finite (no checkpoint, final.pt or result.json); a non-finite checkpoint is refused as source_net and
 by bip-export."""
 
-import os
 import re
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-import run_fakes as F  # noqa: E402
-from run_fakes import H  # noqa: E402
+from bip_dist.train.callbacks import Callback
+from bip_dist.train.guards import Diverged
+from tests.helpers import cli, outputs, prepared, runs
+from tests.helpers.dist import spawn
+from tests.helpers.models import TinyNet
 
-from bip_dist.train.callbacks import Callback  # noqa: E402
-from bip_dist.train.guards import Diverged  # noqa: E402
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 NAN = float("nan")
 
@@ -38,11 +37,11 @@ class Poison(Callback):
 def _stopped(tmp_path, trainer, *extra, poison=None):
     """Run until the guard stops it; the message, the run folder and its metrics records."""
     with pytest.raises(Diverged) as info:
-        H.run(H.make_cfg(tmp_path, trainer, *extra), callbacks=[poison] if poison else [])
+        runs.run(runs.make_cfg(tmp_path, trainer, *extra), callbacks=[poison] if poison else [])
     run_dir = next(tmp_path.rglob("config.yaml")).parent
     assert not (run_dir / "final.pt").exists() and not (run_dir / "result.json").exists()
-    F.assert_finite_checkpoints(run_dir)
-    records = F.strict_records(run_dir / "metrics.jsonl")
+    outputs.assert_finite_checkpoints(run_dir)
+    records = outputs.strict_records(run_dir / "metrics.jsonl")
     assert records[-1]["kind"] == "error" and records[-1]["error"] == f"Diverged: {info.value}"
     return str(info.value), run_dir, records
 
@@ -71,22 +70,22 @@ def test_nan_score_is_caught_before_the_checkpoint(tmp_path):
 
 def test_a_nan_on_one_rank_stops_both(tmp_path):
     """Rank 1 alone sees nan data; both ranks stop at step 1 with the same message."""
-    F.spawn(2, _rank1_poisoned, tmp_path)
+    spawn(2, _rank1_poisoned, tmp_path, start_method="fork")
     msgs = [(tmp_path / f"stop{r}.txt").read_text() for r in range(2)]
     assert msgs[0] == msgs[1] == "step 1: loss_theta is nan; stopping (no checkpoint was written)"
 
 
 def _rank1_poisoned(rank, out):
     try:
-        F.ranked_run(H.make_cfg(out, "dense", "train.log_every=1"), callbacks=[Poison(data=rank == 1)])
+        runs.ranked_run(runs.make_cfg(out, "dense", "train.log_every=1"), callbacks=[Poison(data=rank == 1)])
     except Diverged as e:
         (out / f"stop{rank}.txt").write_text(str(e))
 
 
 def _bad_checkpoint(path):
-    sd = H.TinyNet(4).state_dict()
+    sd = TinyNet(4).state_dict()
     sd["fc.weight"][0, 0] = NAN
-    torch.save({"model": sd, "meta": {"arch": "ckptnet", "mode": "pretrain"}}, path)
+    torch.save({"model": sd, "meta": {"arch": "tinynet", "mode": "pretrain"}}, path)
     return path
 
 
@@ -94,7 +93,7 @@ def test_non_finite_source_net_is_refused(tmp_path):
     bad = _bad_checkpoint(tmp_path / "final.pt")
     with pytest.raises(ValueError, match=r"final.pt: 1 of \d+ tensors hold nan or inf \(first: fc.weight\); "
                                          r"the run that wrote it diverged, refusing it$"):
-        H.run(H.make_cfg(tmp_path, "bip", f"source_net={bad}"))
+        runs.run(runs.make_cfg(tmp_path, "bip", f"source_net={bad}"))
 
 
 def test_non_finite_checkpoint_is_not_exported(tmp_path, capsys):
@@ -105,13 +104,13 @@ def test_non_finite_checkpoint_is_not_exported(tmp_path, capsys):
 
 
 def test_bip_train_exits_65_with_one_line(tmp_path, capfd):
-    data = F.make_data(tmp_path / "data")
-    proc = F.fork_train(F.train_args(tmp_path, data, "optim.lr=1000000", "train.max_steps=6",
+    data = prepared.make_digits_root(tmp_path / "data")
+    proc = cli.fork_train(cli.logged_argv(tmp_path, data, "optim.lr=1000000", "train.max_steps=6",
                                      "ckpt.every_steps=2"))
     proc.join(120)
     err = capfd.readouterr().err
     assert proc.exitcode == 65, err[-3000:]
-    lines = F.error_lines(err)
+    lines = outputs.error_lines(err)
     assert len(lines) == 1, err
     assert re.fullmatch(r"bip-train \[rank 0\]: step \d+: .* (nan|inf); stopping \(.*\)", lines[0]), err
     assert not list(tmp_path.rglob("result.json")) and not list(tmp_path.rglob("final.pt"))

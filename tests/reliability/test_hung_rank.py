@@ -6,16 +6,15 @@ few seconds of the timeout instead of waiting for torch's own, a minute later (3
 import os
 import re
 import signal
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import run_fakes as F  # noqa: E402
-from run_fakes import H  # noqa: E402
+from bip_dist.train.callbacks import Callback
+from tests.helpers import outputs, runs
+from tests.helpers.dist import spawn
 
-from bip_dist.train.callbacks import Callback  # noqa: E402
+pytestmark = pytest.mark.usefixtures("tiny_models")  # the forked ranks inherit it
 
 TIMEOUT_S = 3
 
@@ -33,13 +32,13 @@ class StopSelfAt(Callback):
 
 
 def _rank(rank, out, every):
-    cfg = H.make_cfg(out, "dense", f"dist.timeout_s={TIMEOUT_S}", f"ckpt.every_steps={every}")
-    F.ranked_run(cfg, callbacks=[StopSelfAt(2, out / "stopped_at")] if rank == 1 else [])
+    cfg = runs.make_cfg(out, "dense", f"dist.timeout_s={TIMEOUT_S}", f"ckpt.every_steps={every}")
+    runs.ranked_run(cfg, callbacks=[StopSelfAt(2, out / "stopped_at")] if rank == 1 else [])
 
 
 @pytest.mark.parametrize("every,collective", [(2, "a checkpoint save"), (0, "the weight-gradient all-reduce")])
 def test_peer_stopped_is_named_within_the_timeout(tmp_path, capfd, every, collective):
-    rank0, rank1 = F.spawn(2, _rank, tmp_path, every, join=False)
+    rank0, rank1 = spawn(2, _rank, tmp_path, every, start_method="fork", join=False)
     try:
         rank0.join(60)
         waited = time.time() - float((tmp_path / "stopped_at").read_text())
@@ -49,7 +48,7 @@ def test_peer_stopped_is_named_within_the_timeout(tmp_path, capfd, every, collec
             p.join()
     err = capfd.readouterr().err  # the forked ranks write to this process's captured stderr
     assert rank0.exitcode == 69, err[-3000:]
-    [line] = F.error_lines(err)
+    [line] = outputs.error_lines(err)
     assert re.fullmatch(rf"rank 0: no progress for [34] s in {collective} \(after step 2\); "
                         r"a peer rank is stopped or lost", line), line
     assert TIMEOUT_S <= waited < TIMEOUT_S + 5, waited

@@ -9,12 +9,12 @@ import shutil
 
 import pytest
 
-from data_fakes import in_child, make_lmdb, train_argv
-
 from bip_dist.data.datasets import LMDBDataset
 from bip_dist.data.files import DataFileError
 from data_prep.cli import main as prep_main
 from launcher.worker import main as train_main
+from tests.helpers.cli import in_child, short_argv
+from tests.helpers.prepared import make_lmdb
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_training_names_a_truncated_lmdb(lmdb_file, tmp_path):
     data.mkdir()
     bad = _truncated(lmdb_file, data / "train_lmdb_ms0_q90.lmdb")
     shutil.copy(lmdb_file, data / "val_lmdb_ms0_q90.lmdb")
-    rc, lines = in_child(train_main, train_argv(tmp_path / "runs", "data.format=lmdb", f"data.root={data}",
+    rc, lines = in_child(train_main, short_argv(tmp_path / "runs", "data.format=lmdb", f"data.root={data}",
                                                 "data.workers=2"))
     assert rc == 2, lines
     assert len(lines) == 1 and lines[0].startswith(f"bip-train [rank 0]: {bad}: truncated: "), lines

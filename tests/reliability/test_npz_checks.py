@@ -5,12 +5,12 @@ len(y) images, or pass verify)."""
 import numpy as np
 import pytest
 
-from data_fakes import make_npz, train_argv
-
 from bip_dist.data import DataConfig, build_loaders
 from bip_dist.data.files import DataFileError
 from data_prep.cli import main as prep_main
 from launcher.worker import main as train_main
+from tests.helpers.cli import short_argv
+from tests.helpers.prepared import make_npz
 
 
 FAULTS = {
@@ -65,7 +65,7 @@ def test_loader_refuses_at_start(good, tmp_path, name):
 
 def test_training_prints_one_line(good, tmp_path, capsys):
     path = _faulty(good, tmp_path, "fewer labels")
-    rc = train_main(train_argv(tmp_path / "runs", "data.dataset=cifar10", f"data.train_file={path}",
+    rc = train_main(short_argv(tmp_path / "runs", "data.dataset=cifar10", f"data.train_file={path}",
                                f"data.val_file={good}"))
     err = capsys.readouterr().err.splitlines()
     assert rc == 2 and err == [f"bip-train [rank 0]: {path}: 10 labels for 24 images; they must be equal"]

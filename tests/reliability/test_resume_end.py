@@ -4,17 +4,16 @@ result.json carrying the last evaluation."""
 
 import json
 import os
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from rel_worker import bip_train  # noqa: E402
+import bip_dist.checkpoint.trainer_state as trainer_state
+from bip_dist.checkpoint.consolidate import consolidate
+from bip_dist.checkpoint.layout import Layout
+from tests.helpers.cli import bip_train
 
-import bip_dist.checkpoint.trainer_state as trainer_state  # noqa: E402
-from bip_dist.checkpoint.consolidate import consolidate  # noqa: E402
-from bip_dist.checkpoint.layout import Layout  # noqa: E402
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 class Died(BaseException):

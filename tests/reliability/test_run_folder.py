@@ -5,14 +5,16 @@ rerun of a finished stage reports its result without training."""
 
 import fcntl
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from rel_worker import H, bip_train, error_lines  # noqa: E402
+import pytest
 
-import bip_dist.train.loop as loop  # noqa: E402
-from bip_dist.run_dir import run_dir_for  # noqa: E402
+import bip_dist.train.loop as loop
+from bip_dist.run_dir import run_dir_for
+from tests.helpers import runs
+from tests.helpers.cli import bip_train
+from tests.helpers.outputs import error_lines
+
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 DENSE = ("train.epochs=1",)
 
@@ -22,8 +24,8 @@ def _tree(folder):
 
 
 def test_fresh_run_refuses_an_earlier_run_and_overwrite_moves_it_aside(tmp_path, capsys):
-    assert H.run(H.make_cfg(tmp_path, "dense", "log.tensorboard=false", *DENSE), crash_at=5) is None
-    run = run_dir_for(H.make_cfg(tmp_path, "dense", "log.tensorboard=false", *DENSE))
+    assert runs.run(runs.make_cfg(tmp_path, "dense", "log.tensorboard=false", *DENSE), crash_at=5) is None
+    run = run_dir_for(runs.make_cfg(tmp_path, "dense", "log.tensorboard=false", *DENSE))
     before = _tree(run)
     capsys.readouterr()
     assert bip_train(tmp_path, "dense", *DENSE) == 2
@@ -37,7 +39,7 @@ def test_fresh_run_refuses_an_earlier_run_and_overwrite_moves_it_aside(tmp_path,
 
 
 def test_second_process_is_refused_by_the_lock(tmp_path, capsys):
-    run = run_dir_for(H.make_cfg(tmp_path, "dense", "log.tensorboard=false", *DENSE))
+    run = run_dir_for(runs.make_cfg(tmp_path, "dense", "log.tensorboard=false", *DENSE))
     run.mkdir(parents=True)
     with open(run / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -54,7 +56,7 @@ def test_second_process_is_refused_by_the_lock(tmp_path, capsys):
 
 def test_rerun_of_a_finished_stage_reports_it(tmp_path, capsys, monkeypatch):
     assert bip_train(tmp_path, "dense", *DENSE) == 0
-    run = run_dir_for(H.make_cfg(tmp_path, "dense", "log.tensorboard=false", *DENSE))
+    run = run_dir_for(runs.make_cfg(tmp_path, "dense", "log.tensorboard=false", *DENSE))
     result = (run / "result.json").read_text()
     monkeypatch.setattr(loop, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     capsys.readouterr()
