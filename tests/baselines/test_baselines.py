@@ -1,19 +1,15 @@
 """OMP (global, layer-wise, structured), random and IMP masks hit the requested sparsity; IMP rewinds."""
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "monitor"))
-from fake_loaders import fake_train, run_cfg  # noqa: E402
-
-from bip_dist.baselines import apply_ranking, imp_ranking, imp_schedule, omp_ranking, random_ranking  # noqa: E402
-from bip_dist.models import build_model  # noqa: E402
-from bip_dist.pruning import ScoreStore, make_prunable  # noqa: E402
-from bip_dist.train.callbacks import Callback  # noqa: E402
+from bip_dist.baselines import apply_ranking, imp_ranking, imp_schedule, omp_ranking, random_ranking
+from bip_dist.models import build_model
+from bip_dist.pruning import ScoreStore, make_prunable
+from bip_dist.train.callbacks import Callback
+from tests.helpers import runs
 
 
 def _store(granularity="unstructured", k=0.2, arch="resnet20s"):
@@ -97,19 +93,18 @@ def test_imp_schedule_hits_paper_series():
     assert imp_schedule([0.512, 0.2097]) == [0.8, 0.64, 0.512, 0.4096, 0.32768, 0.262144, 0.2097]
 
 
-def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
+def test_imp_end_to_end_rewinds(tmp_path, tiny_models):
     """pretrain saving rewind.pt after epoch 1 -> IMP round 1 (k=0.8) -> round 2 (k=0.64): each round
     starts from the rewind weights under a mask nested in the previous round's."""
     from bip_dist.checkpoint.io import load_checkpoint
     from bip_dist.engine import LocalEngine
     from bip_dist.train.loop import callbacks_for
-    train = fake_train(monkeypatch, batches=4)
 
-    def run(*overrides):
-        cfg = run_cfg(tmp_path, "name=imp", "log.tensorboard=false", *overrides)
+    def run(*overrides):  # 4 steps per epoch (batch 24)
+        cfg = runs.tiny_cfg(tmp_path, "data.batch_size=24", "name=imp", "log.tensorboard=false", *overrides)
         engine = LocalEngine()
         seen = Start()
-        res = train(cfg, engine, callbacks=[seen] + callbacks_for(cfg, engine))
+        res = runs.run(cfg, engine, callbacks=[seen] + callbacks_for(cfg, engine))
         return Path(res["run_dir"]), seen
 
     class Start(Callback):
@@ -142,10 +137,9 @@ def test_imp_end_to_end_rewinds(tmp_path, monkeypatch):
         assert torch.equal(torch.cat([m[f"{n}.mask"].reshape(-1) for n in s.weights]), s.mask)
 
 
-def test_omp_needs_source(tmp_path, monkeypatch):
-    fake_train(monkeypatch)
+def test_omp_needs_source(tmp_path, tiny_models):
     from bip_dist.engine import LocalEngine
     from bip_dist.train.build import build_parts
-    cfg = run_cfg(tmp_path, "mode=prune", "trainer=omp", "prune.layer_type=unstructured", "prune.k=0.5")
+    cfg = runs.tiny_cfg(tmp_path, "mode=prune", "trainer=omp", "prune.layer_type=unstructured", "prune.k=0.5")
     with pytest.raises(ValueError, match="trainer 'omp' needs source_net"):
         build_parts(cfg, LocalEngine(), 10)

@@ -1,9 +1,6 @@
 """First-order BiP: the one backward gives both levels' gradients, the step is BiP's update from one point,
 and it costs one forward and one backward."""
 
-import os
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,9 +12,8 @@ from bip_dist.pruning import ScoreStore, make_prunable
 from bip_dist.train.metrics import images, scalarize
 from bip_dist.train.registry import make_step
 from bip_dist.train.steps import set_requires_grad
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tiny_fixtures import CLASSES, TinyNet, make_data  # noqa: E402
+from tests.helpers.data import make_data
+from tests.helpers.models import CLASSES, TinyNet
 
 GRANULARITIES = ["unstructured", "filter", "channel"]
 OPTIM, SCORE_OPTIM = OptimConfig(lr=0.05), ScoreOptimConfig(lr=0.2, weight_decay=1e-4)

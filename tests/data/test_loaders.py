@@ -1,17 +1,12 @@
 """build_loaders over every format: the same image gets the same label; two streams; resume; config."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "data_prep"))
-from prep_fakes import color, make_imagenet  # noqa: E402
-
-from bip_dist.data import DataConfig, build_loaders  # noqa: E402
-from data_prep.cli import main  # noqa: E402
+from bip_dist.data import DataConfig, build_loaders
+from data_prep.cli import main
+from tests.helpers.archives import color, make_imagenet
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,6 @@
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # prep_fakes, for tests/data too
-from prep_fakes import make_imagenet  # noqa: E402
+from tests.helpers.archives import make_imagenet
 
 
 @pytest.fixture

@@ -7,24 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pytest
-from prep_fakes import WNIDS, make_cifar10, make_imagenet, make_tiny
 
 from bip_dist.data.records import record_key, unpack_record
 from data_prep import sources
 from data_prep.cli import main
 from data_prep.cifar import cifar
-
-
-def records(path):
-    """{key: value} of every record of an LMDB file."""
-    env = lmdb.open(path, subdir=False, readonly=True, lock=False)
-    with env.begin() as txn:
-        out = {bytes(k): bytes(v) for k, v in txn.cursor()}
-    env.close()
-    return out
+from tests.helpers.archives import WNIDS, make_cifar10, make_imagenet, make_tiny
+from tests.helpers.prepared import lmdb_records as records
 
 
 def test_imagenet_quirks_convert_and_label(imagenet_src, tmp_path):

@@ -9,13 +9,13 @@ import sys
 import time
 
 import lmdb
-from prep_fakes import save
-from test_convert import records
 
 from bip_dist.data.records import HEADER, PROGRESS_KEY, record_key
 from data_prep.cli import main
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import ROOT
+from tests.helpers.archives import save
+from tests.helpers.cli import child_env
+from tests.helpers.prepared import lmdb_records as records
 
 
 def _folder_src(root, n=40):
@@ -42,8 +42,8 @@ def test_kill9_resume_identical(tmp_path):
     assert main(cmd[3:] + ["--out", ref]) == 0
     out = str(tmp_path / "out")
     partial = os.path.join(out, "train_lmdb_ms256_q90.lmdb.partial")
-    env = {**os.environ, "BIP_PREP_SLEEP_PER_CHUNK": "0.2", "PYTHONPATH": ROOT}
-    proc = subprocess.Popen(cmd + ["--out", out], env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd + ["--out", out], env=child_env(BIP_PREP_SLEEP_PER_CHUNK="0.2"), cwd=ROOT,
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while _committed(partial) < 12 and time.time() < deadline:
         time.sleep(0.05)

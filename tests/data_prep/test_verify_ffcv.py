@@ -5,9 +5,9 @@ import shutil
 
 import numpy as np
 import pytest
-from prep_fakes import save
 
 from data_prep.cli import main
+from tests.helpers.archives import save
 
 ffcv = pytest.importorskip("ffcv")
 

@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fake_loaders import fake_train, run_cfg
-
 from bip_dist.engine import LocalEngine
 from bip_dist.monitor import StepMeter, monitors_for
 from bip_dist.train.state import TrainState
+from tests.helpers import runs
 
 EXPECTED = ["train/loss_theta", "train/top1_theta", "train/loss_score", "train/top1_score", "lr/theta",
             "lr/score", "mask/flip_rate", "score/grad_norm", "time/data", "time/theta", "time/score",
@@ -19,12 +18,13 @@ EXPECTED = ["train/loss_theta", "train/top1_theta", "train/loss_score", "train/t
 
 
 @pytest.fixture
-def bip_run(tmp_path, monkeypatch, capsys):
-    train = fake_train(monkeypatch, batches=6)
-    cfg = run_cfg(tmp_path, "name=mon", "mode=prune", "trainer=bip", "prune.layer_type=unstructured",
-                  "prune.k=0.3", "prune.from_scratch=true", "train.progress=true")
+def bip_run(tmp_path, tiny_models, capsys):
+    # 6 BiP steps per epoch (batch 8, two streams), 2 epochs
+    cfg = runs.tiny_cfg(tmp_path, "train.log_every=2", "name=mon", "mode=prune", "trainer=bip",
+                        "prune.layer_type=unstructured", "prune.k=0.3", "prune.from_scratch=true",
+                        "train.progress=true")
     engine = LocalEngine()
-    result = train(cfg, engine, callbacks=monitors_for(cfg, engine))
+    result = runs.run(cfg, engine, callbacks=monitors_for(cfg, engine))
     return cfg, Path(result["run_dir"]), capsys.readouterr().err
 
 
@@ -57,9 +57,8 @@ def test_progress_and_metrics_file(bip_run):
     assert "peak_mem_mb=" in (run_dir / "log.txt").read_text()
 
 
-def test_monitors_off_and_other_ranks(tmp_path, monkeypatch):
-    fake_train(monkeypatch)
-    cfg = run_cfg(tmp_path, "log.tensorboard=false")
+def test_monitors_off_and_other_ranks(tmp_path, tiny_models):
+    cfg = runs.tiny_cfg(tmp_path, "log.tensorboard=false")
     assert [type(c).__name__ for c in monitors_for(cfg, LocalEngine())] == ["StepMeter"]
 
     class Rank1(LocalEngine):
@@ -97,7 +96,7 @@ def test_untimed_step_parts_leave_the_means():
     assert meter.last["time_theta"] == pytest.approx(0.3) and meter.last["time_step"] == pytest.approx(0.5)
 
 
-def test_crash_is_logged_and_monitors_flushed(tmp_path, monkeypatch):
+def test_crash_is_logged_and_monitors_flushed(tmp_path, tiny_models):
     """A run that dies still leaves its last scalars on disk and says what stopped it."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -108,12 +107,11 @@ def test_crash_is_logged_and_monitors_flushed(tmp_path, monkeypatch):
             if state.step == 5:
                 raise FloatingPointError("loss is nan")
 
-    train = fake_train(monkeypatch, batches=6)
-    cfg = run_cfg(tmp_path, "name=crash", "mode=prune", "trainer=hydra", "prune.layer_type=unstructured",
-                  "prune.k=0.5", "prune.from_scratch=true")
+    cfg = runs.tiny_cfg(tmp_path, "train.log_every=2", "name=crash", "mode=prune", "trainer=hydra",
+                        "prune.layer_type=unstructured", "prune.k=0.5", "prune.from_scratch=true")
     engine = LocalEngine()
     with pytest.raises(FloatingPointError):
-        train(cfg, engine, callbacks=monitors_for(cfg, engine) + [Boom()])
+        runs.run(cfg, engine, callbacks=monitors_for(cfg, engine) + [Boom()])
     run_dir = next(tmp_path.glob("crash/prune/*"))
     recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert recs[-1]["kind"] == "error" and recs[-1]["step"] == 5
