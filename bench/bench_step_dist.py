@@ -153,7 +153,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not selected(args) or not any(m[:2] == ("dense", "ddp") for m in selected(args)):
         p.error(f"--backends {args.backends!r} must include ddp (the baseline is dense DDP)")
-    from tests.helpers.dist import free_port  # noqa: E402 (the same helper the tests use)
+    from bip_dist.engine.ddp import free_port
     ctx = mp.get_context("spawn")
     q = ctx.SimpleQueue()
     mp.spawn(worker, args=(args, free_port(), q), nprocs=args.world)

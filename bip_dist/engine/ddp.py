@@ -39,14 +39,15 @@ def init_process_group(env, timeout_s):
     if not dist.is_initialized():
         if env.world_size == 1 and "MASTER_ADDR" not in os.environ:
             # `dist.backend: deepspeed` in a plain single process: a private one-rank group.
-            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
         if env.device().startswith("cuda"):
             torch.cuda.set_device(torch.device(env.device()))
         dist.init_process_group(env.backend(), rank=env.rank, world_size=env.world_size,
                                 timeout=timedelta(seconds=timeout_s + BACKSTOP_S))
 
 
-def _free_port():
+def free_port():
+    """A TCP port on 127.0.0.1 that is free now (for a local rendezvous: one-rank groups, benchmarks, tests)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -2,15 +2,10 @@
 and spawning the ranks of a job."""
 
 import os
-import socket
 
 import torch
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bip_dist.engine.ddp import free_port  # noqa: F401 (re-exported: the tests import it from here)
 
 
 def join_as(rank, world, port):
