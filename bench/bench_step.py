@@ -50,7 +50,7 @@ def batch_for(step, batch, size):
     return (x, y)
 
 
-def bench_model(arch, batch, iters, warmup, size=32):
+def bench_model(arch, batch, iters, warmup, size=32, log_every=20):
     steps = {m: method_step(m, arch) for m in METHODS}
     batches = {m: batch_for(s, batch, size) for m, s in steps.items()}
     times = {m: [] for m in METHODS}
@@ -59,6 +59,7 @@ def bench_model(arch, batch, iters, warmup, size=32):
         for m in METHODS:
             if m != "dense":
                 steps[m].train_mode()
+            steps[m].engine.logged_step = (i + 1) % log_every == 0  # as the training loop sets it
             t0 = time.perf_counter()
             out = steps[m](batches[m])
             dt = time.perf_counter() - t0
@@ -79,10 +80,12 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--iters", type=int, default=15)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--log-every", type=int, default=20, help="train.log_every: the steps that compute and "
+                   "time diagnostics, as in training (default: the config default)")
     p.add_argument("--out", default="bench/step.json")
     args = p.parse_args(argv)
     host_memory = not torch.cuda.is_available() and keep_freed_memory()  # as bip-train does on the CPU
-    rows = [bench_model(a, args.batch, args.iters, args.warmup) for a in args.models]
+    rows = [bench_model(a, args.batch, args.iters, args.warmup, log_every=args.log_every) for a in args.models]
     print(f"\n{'model':<11}{'method':<16}{'median s/it':>12}{'x dense':>9}")
     for r in rows:
         for m in METHODS:
@@ -90,7 +93,8 @@ def main(argv=None):
         print(f"{r['arch']:<11}{'mask share of the BiP fused step:':<38}{100 * r['bip_fused_mask_share']:>6.2f}%")
     res = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                        "platform": platform.platform(),
-                       "keep_host_memory": host_memory}, "batch_per_stream": args.batch, "rows": rows}
+                       "keep_host_memory": host_memory}, "batch_per_stream": args.batch,
+           "log_every": args.log_every, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"wrote {args.out}")

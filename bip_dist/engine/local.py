@@ -28,7 +28,7 @@ class LocalEngine:
         self.channels_last = dist.channels_last
         self.comm_seconds = 0.0
         self.comm_bytes = 0
-        self.exact_timing = True  # see timed(); the training loop sets it per step
+        self.logged_step = True  # see timed(); the training loop sets it per step
 
     # --- setup -----------------------------------------------------------------------------------
     def prepare(self, model, store, weight_opt):
@@ -132,9 +132,9 @@ class LocalEngine:
 
     def timed(self):
         """Wall-clock timer of step parts. On CUDA each lap first waits for the queued device work, so parts
-        are attributed right, but only while `exact_timing` is on (the loop turns it on at logging steps):
+        are attributed right, but only while `logged_step` is on (the loop turns it on at logging steps):
         otherwise its laps are None, since without the wait they would time only the queueing."""
-        return _Timer(self.device.type == "cuda", self.exact_timing)
+        return _Timer(self.device.type == "cuda", self.logged_step)
 
 
 class _Timer:

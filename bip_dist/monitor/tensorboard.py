@@ -3,7 +3,8 @@
 Tags (the step-dict ones from bip_dist.train.metrics.TAGS):
   train/{loss,top1}_{theta,score}     window means of both BiP levels (theta: lower, score: upper)
   lr/{theta,score}                    learning rates
-  mask/flip_rate, score/grad_norm     BiP's convergence signals (window means)
+  mask/flip_rate, score/grad_norm     BiP's convergence signals (flip rate: window mean; gradient norm: at
+                                      the logging step)
   time/{data,theta,score,comm,mask,step}  step-time breakdown in seconds (window means)
   perf/images_per_s, perf/peak_mem_mb throughput (global) and peak memory (CUDA allocator or max RSS)
   sparsity/global                     fraction of prunable weights masked out (log steps, epoch ends)

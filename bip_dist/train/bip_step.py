@@ -73,7 +73,7 @@ class BipStep:
         t_score = timer.lap()
         if paper:
             self._paper_ig()
-        grad_norm = store.grad.norm()
+        grad_norm = store.grad.norm() if e.logged_step else None  # a diagnostic: logged steps only
         self.score_opt.step(self.implicit, self.lr2, ig=self.ig, g_other=g_other)
         if store.shared:
             e.assign_weights(store.weights, store.params)

@@ -41,7 +41,7 @@ class FirstOrderBipStep(BipStep):
             self._squares_to_ig([w.grad for w in store.weights])
         e.step_theta()
         t_pass = timer.lap()
-        grad_norm = store.grad.norm()
+        grad_norm = store.grad.norm() if e.logged_step else None  # a diagnostic: logged steps only
         self.score_opt.step(self.implicit, self.lr2, ig=self.ig)
         flips = store.refresh_mask()
         e.check_masks()

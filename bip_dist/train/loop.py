@@ -98,8 +98,9 @@ def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe, guard):
             t_data = time.perf_counter() - t_prev
             lr_t, lr_s = w_lr(state.step), s_lr(state.step)
             parts.step.set_lrs(lr_t, lr_s)
-            # Step parts are timed (a device sync each, on CUDA) only at the steps MetricsLog records.
-            engine.exact_timing = (state.step + 1) % cfg.train.log_every == 0
+            # Only at the steps MetricsLog records are step parts timed (a device sync each, on CUDA) and
+            # diagnostics that cost a pass over every score (its gradient's norm) computed.
+            engine.logged_step = (state.step + 1) % cfg.train.log_every == 0
             out = parts.step(batch)
             state.step += 1
             stop = guard.after_step(state.step, out)

@@ -87,7 +87,7 @@ class HydraStep:
         comm0 = e.comm_seconds
         e.backward_scores(loss)
         t_score = timer.lap()
-        grad_norm = store.grad.norm()
+        grad_norm = store.grad.norm() if e.logged_step else None  # a diagnostic: logged steps only
         self.score_opt.step()
         if store.shared:  # prune.score_init: shared: the weights are the scores
             e.assign_weights(store.weights, store.params)

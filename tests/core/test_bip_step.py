@@ -104,3 +104,30 @@ def test_theta_step_touches_no_score_and_score_step_no_weight():
     held = {id(p) for g in wopt.param_groups for p in g["params"]}
     assert all(id(p) not in held for p in store.params)
     assert {id(p) for p in weight_params(model)} == held
+
+
+@pytest.mark.parametrize("trainer", ["bip", "hydra", "bip_first_order"])
+def test_score_grad_norm_only_at_logged_steps_and_training_unchanged(trainer):
+    """The score-gradient norm costs a pass over every score: computed only where the loop logs it, and
+    whether it is computed changes nothing else."""
+    runs = {}
+    for logged in (True, False):
+        torch.manual_seed(0)
+        model = make_prunable(build_model("resnet20s", 10), "unstructured")
+        store = ScoreStore(model, 0.3, "unstructured")
+        store.init_scores("magnitude")
+        store.refresh_mask()
+        step = make_step(trainer, LocalEngine(), model, store, OptimConfig(lr=0.05), ScoreOptimConfig(lr=0.1),
+                         BipConfig(lr2=1e-2))
+        step.engine.logged_step = logged
+        seen = []
+        norm = store.grad.norm
+        store.grad.norm = lambda *a, **k: seen.append(norm(*a, **k)) or seen[-1]
+        for b in _batches(2):
+            out = step(b if step.two_streams else b[0])
+        runs[logged] = (out["score_grad_norm"], len(seen), store.scores.clone(), store.mask.clone(), _params(model))
+    on, off = runs[True], runs[False]
+    assert on[1] == 2 and torch.is_tensor(on[0]) and on[0] > 0
+    assert off[1] == 0 and off[0] is None
+    assert torch.equal(on[2], off[2]) and torch.equal(on[3], off[3])
+    assert all(torch.equal(on[4][k], off[4][k]) for k in on[4])
