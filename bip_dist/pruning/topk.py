@@ -46,6 +46,9 @@ class BandedTopK:
     def __init__(self):
         self.thr, self.width = None, 1e-3  # relative half-width of the band
         self._buf = None
+        # The mask's kept count as this selection left it, valid while the mask's version counter (shared
+        # by every view, bumped by every in-place write) has not moved since: saves a pass per step.
+        self._kept, self._version = None, None
 
     def __call__(self, scores, mask, keep):
         """Write the top-`keep` mask of |scores| into `mask` (flat, 0/1). Returns the number of flipped
@@ -54,7 +57,9 @@ class BandedTopK:
             self._buf = torch.empty(min(_CHUNK, scores.numel()), dtype=scores.dtype)
         for missed in (False, True):
             c, w = self._sample_band(scores, keep) if missed or self.thr is None else self._band()
-            kept_before, pos = self._scan(scores, mask, c, w)
+            known = self._kept if self._version == mask._version else None
+            kept_before, pos = self._scan(scores, mask, c, w, count=known is None)
+            kept_before = known if known is not None else kept_before
             mag, old = scores[pos].abs(), mask[pos]
             d = mag - c
             inside, above = d.abs() <= w, d > w
@@ -76,6 +81,7 @@ class BandedTopK:
         mask[diff] = 1 - mask[diff]  # outside the band an entry in `pos` is on the other side than it was
         mask[idx] = new
         self._adapt(float(thr), vals.numel(), scores.numel(), missed)
+        self._kept, self._version = keep, mask._version
         return flips
 
     # --- the band --------------------------------------------------------------------------------
@@ -102,14 +108,16 @@ class BandedTopK:
         self.thr = thr
 
     # --- the scan --------------------------------------------------------------------------------
-    def _scan(self, scores, mask, c, w):
-        """One chunked pass: the old mask's kept count, and the ascending positions of every entry that
-        is inside the band or outside it on the other side than its old mask says."""
+    def _scan(self, scores, mask, c, w, count=True):
+        """One chunked pass: the old mask's kept count (None unless `count`), and the ascending positions
+        of every entry that is inside the band or outside it on the other side than its old mask says."""
         kept, pos = [], [torch.empty(0, dtype=torch.long)]
         for a in range(0, scores.numel(), _CHUNK):
             k = min(_CHUNK, scores.numel() - a)
-            kept.append(self._scan_chunk(scores[a:a + k], mask[a:a + k], c, w, pos, a))
-        return int(torch.stack(kept).sum(dtype=torch.float64)), torch.cat(pos)
+            self._scan_chunk(scores[a:a + k], mask[a:a + k], c, w, pos, a)
+            if count:
+                kept.append(mask[a:a + k].sum())
+        return int(torch.stack(kept).sum(dtype=torch.float64)) if count else None, torch.cat(pos)
 
     def _scan_chunk(self, s, old, c, w, pos, start):
         k = s.numel()
@@ -124,4 +132,3 @@ class BandedTopK:
         if cols.numel():  # row-major nonzero over (rows, cols): positions come out ascending
             r, j = (z.view(rows, width).index_select(1, cols) >= -w).nonzero().unbind(1)
             pos.append(cols.add_(start)[j].add_(r, alpha=width))
-        return old.sum()

@@ -152,6 +152,28 @@ def test_banded_selection_equals_topk(kind, monkeypatch):
         assert flips.item() == int((before != store.mask).sum()) / store.numel
 
 
+@pytest.mark.parametrize("how", ["layer view", "load_state_dict"])
+def test_banded_selection_sees_a_mask_written_from_outside(how, monkeypatch):
+    """The selection remembers its kept count between steps; a mask written in between, through a layer's
+    view or a state_dict load (a resume, a baseline), must be counted again, or the result is not top-k."""
+    monkeypatch.setattr("bip_dist.pruning.store.topk_mask_", None)
+    torch.manual_seed(0)
+    store = _big_store()
+    keep = store.keep_count(store.numel)
+    store.scores.copy_(torch.randn(store.numel))
+    store.refresh_mask()
+    layer = store.layers[0][1]
+    if how == "layer view":
+        layer.mask[:50].copy_(1 - layer.mask[:50])  # the kept count is now off by thousands
+    else:
+        sd = {k: v.clone() for k, v in layer.state_dict().items()}
+        sd["mask"].zero_()
+        layer.load_state_dict(sd)
+    store.scores.add_(1e-4 * torch.randn(store.numel))
+    store.refresh_mask()
+    assert torch.equal(store.mask, _reference_mask(store.scores, keep))
+
+
 def test_banded_selection_falls_back_to_topk(monkeypatch):
     """When no band holds the threshold, the plain selection takes over and nothing half-written stays."""
     from bip_dist.pruning.topk import BandedTopK
