@@ -18,7 +18,8 @@ the scores alone and identical on every rank; `topk_mask_` keeps whichever ties 
 
 import torch
 
-_CHUNK = 1 << 18  # elements per scan chunk: its work buffer (1 MiB) stays in cache
+_CHUNK = 1 << 20  # elements per scan chunk: its work buffer (4 MiB) stays in the last-level cache, and
+# each op on it is long enough to amortise its thread start-up (1 << 18 measured 15 % slower on 11 M scores)
 _ROWS = 32  # a chunk is viewed as (_ROWS, chunk / _ROWS); a column is skipped when nothing in it changes
 _SAMPLE = 1 << 17
 
