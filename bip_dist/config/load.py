@@ -131,6 +131,9 @@ def _cross_check(cfg, src):
     if spec.trains_scores and not cfg.source_net and not cfg.prune.from_scratch:
         raise ConfigError(f"{src}: trainer '{cfg.trainer}' with source_net = '' would prune random weights; "
                           f"set source_net to the pretrained model, or prune.from_scratch: true")
+    if cfg.prune.score_init == "shared" and spec.trains_scores and not spec.step.shares_scores:
+        raise ConfigError(f"{src}: prune.score_init = 'shared' is not defined for trainer '{cfg.trainer}'; "
+                          f"use 'magnitude', or trainer 'bip' for shared scores")
     if cfg.prune.from_scratch and cfg.source_net:
         raise ConfigError(f"{src}: prune.from_scratch = true contradicts source_net = {cfg.source_net!r}; "
                           f"set one of them")

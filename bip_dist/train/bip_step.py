@@ -21,6 +21,7 @@ class BipStep:
     two_streams = True
     trains_weights = True
     trains_scores = True
+    shares_scores = True  # runs prune.score_init: shared (weights and scores one variable)
 
     def __init__(self, engine, model, weight_params, store, score_opt, bip_cfg):
         self.engine, self.model, self.weights = engine, model, weight_params

@@ -23,6 +23,9 @@ class FirstOrderBipStep(BipStep):
     trains_scores = True
     two_streams = False
     trains_weights = True
+    # Shared scores would need an order for the two updates of the one variable, which both start from
+    # the same point here; undefined, so refused (config/load.py) rather than silently unshared.
+    shares_scores = False
 
     def train_mode(self):
         set_requires_grad(self.weights, True)

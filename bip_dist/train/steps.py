@@ -63,6 +63,7 @@ class HydraStep:
     two_streams = False
     trains_weights = False
     trains_scores = True
+    shares_scores = True  # runs prune.score_init: shared (weights and scores one variable)
 
     def __init__(self, engine, model, weight_params, store, score_opt, bip_cfg=None):
         self.engine, self.model, self.weights = engine, model, weight_params

@@ -163,3 +163,15 @@ def test_config_reference_page_is_current():
     text = DOC.read_text()
     assert render(text) == text, "regenerate it: python -m bip_dist.config.docs"
     assert "`prune.from_scratch`" in text
+
+
+def test_shared_scores_refused_where_the_step_does_not_share():
+    """First-order BiP updates both levels from one point: one shared variable has no defined update."""
+    sets = ["trainer=bip_first_order", "prune.layer_type=unstructured", "prune.from_scratch=true",
+            "prune.score_init=shared"]
+    with pytest.raises(ConfigError, match=r"prune.score_init = 'shared' is not defined for trainer "
+                                          r"'bip_first_order'") as e:
+        load_config(None, sets)
+    assert "\n" not in str(e.value)
+    for trainer in ("bip", "hydra"):
+        assert load_config(None, [f"trainer={trainer}", *sets[1:]]).prune.score_init == "shared"
