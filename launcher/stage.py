@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from bip_dist import exit_codes
 from bip_dist.run_dir import RunDirError, claim, run_dir_for
 
 
@@ -25,6 +26,7 @@ class Outcome:
 class StageFailed(Exception):
     """A stage stopped on bad input, a refused run folder or a failed save; the message is one line (empty
     on ranks that only follow rank 0's refusal), `rank` the process that raised it."""
+    exit_code = exit_codes.BAD_INPUT
 
     def __init__(self, msg, rank):
         super().__init__(msg)
@@ -120,18 +122,15 @@ def run_or_reuse(config, overrides, nproc=1, in_process=False, tag="stage", labe
     done = run_dir_for(cfg) / "result.json"
     if done.is_file():
         return json.loads(done.read_text()), None
-    shown = " ".join(o for o in overrides if not o.startswith(("out_dir", "name", "ckpt.resume")))
-    print(f"[{tag}] {label or cfg.mode}: {shown}", flush=True)
-    t0 = time.time()
     name = label or cfg.mode
+    shown = " ".join(o for o in overrides if not o.startswith(("out_dir", "name", "ckpt.resume")))
+    print(f"[{tag}] {name}: {shown}", flush=True)
+    t0 = time.time()
     if in_process and nproc == 1:
-        from bip_dist import exit_codes
         from bip_dist.train.guards import RunStopped
         try:
             run_here(cfg)
-        except StageFailed as e:
-            raise StageStopped(f"{name}: {e}", exit_codes.BAD_INPUT) from None
-        except RunStopped as e:
+        except (StageFailed, RunStopped) as e:
             raise StageStopped(f"{name}: {e}", e.exit_code) from None
     else:
         cmd = stage_command(config, overrides, nproc)

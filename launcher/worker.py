@@ -58,7 +58,7 @@ def main(argv=None):
     except StageFailed as e:
         if str(e):
             print(f"bip-train [rank {e.rank}]: {e}", file=sys.stderr)
-        return exit_codes.BAD_INPUT
+        return e.exit_code
     except RunStopped as e:  # every rank stops at the same step for the same reason: rank 0 says it
         if e.rank == 0:
             print(f"bip-train [rank 0]: {e}", file=sys.stderr)
