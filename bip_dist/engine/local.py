@@ -28,7 +28,9 @@ class LocalEngine:
         self.channels_last = dist.channels_last
         self.comm_seconds = 0.0
         self.comm_bytes = 0
-        self.logged_step = True  # see timed(); the training loop sets it per step
+        # A step MetricsLog records: timed exactly (see timed()) and its diagnostics (the score-gradient
+        # norm) computed. The training loop sets it per step; outside the loop every step is one.
+        self.logged_step = True
 
     # --- setup -----------------------------------------------------------------------------------
     def prepare(self, model, store, weight_opt):
