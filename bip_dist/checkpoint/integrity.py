@@ -6,6 +6,10 @@ checkpoint (final.pt) gets <name>.sum beside it. Hashing the bytes on their way 
 second read, and for an asynchronous save it happens in the background writer thread. A flipped bit
 would otherwise load silently (torch.load does not check the zip CRCs), and a truncated file fails deep
 inside DCP with a traceback that names no file.
+
+A checkpoint also says in itself that its checksums were written (CHECKSUMMED: a key of extra.pt, or of
+final.pt), so a lost checksum file is an error, not a pass: only checkpoints from before checksums
+existed load unchecked, and verify says so (UNCHECKED).
 """
 
 import json
@@ -13,10 +17,12 @@ import zlib
 from pathlib import Path
 
 from bip_dist.checkpoint import dcp_io
-from bip_dist.checkpoint.io import SIDECAR
+from bip_dist.checkpoint.io import SIDECAR, load_checkpoint
 from bip_dist.checkpoint.layout import EXTRA
 
 _CHUNK = 1 << 22
+CHECKSUMMED = "checksums_written"  # True in extra.pt / final.pt: their checksum files must exist
+UNCHECKED = "written before checksums existed"
 
 
 class BadCheckpoint(ValueError):
@@ -56,6 +62,15 @@ def _read_records(folder):
     return out
 
 
+def _load_plain(path):
+    """The dict a checkpoint file holds ({} for anything else); unreadable is a BadCheckpoint."""
+    try:
+        ck = load_checkpoint(path)
+    except ValueError as e:
+        raise BadCheckpoint(str(e)) from None
+    return ck if isinstance(ck, dict) else {}
+
+
 def _verify_folder(folder):
     records = _read_records(folder)
     if not (folder / EXTRA).is_file():
@@ -71,7 +86,10 @@ def _verify_folder(folder):
             if have is None or have < end:
                 raise BadCheckpoint(f"{folder}: {name} is {'missing' if have is None else 'truncated'}")
     if not records:
-        return "no checksums recorded (an older checkpoint); its files are all present"
+        if _load_plain(folder / EXTRA).get(CHECKSUMMED):
+            raise BadCheckpoint(f"{folder}: its checksum files (checksums_*.json) are missing, though {EXTRA} "
+                                "records that they were written")
+        return f"no checksums recorded ({UNCHECKED}); its files are all present, their contents unchecked"
     unlisted = sorted(p.name for p in folder.iterdir()
                       if p.is_file() and p.name not in records and not p.name.startswith("checksums_"))
     if unlisted:
@@ -86,7 +104,13 @@ def _verify_folder(folder):
 def _verify_file(path):
     side = Path(str(path) + SIDECAR)
     if not side.is_file():
-        return "no checksum recorded"
+        ck = _load_plain(path)
+        if ck.get(CHECKSUMMED):
+            raise BadCheckpoint(f"{path}: its checksum file {side.name} is missing, though {path.name} "
+                                "records that it was written")
+        if "weight_opt" in ck:
+            return f"no checksum recorded ({UNCHECKED}); its contents are unchecked"
+        return "no checksum recorded (not a training checkpoint: an exported or consolidated model)"
     try:
         want = json.loads(side.read_text())
     except (OSError, ValueError) as e:

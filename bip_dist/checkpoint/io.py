@@ -1,5 +1,6 @@
 """Single-file checkpoints written atomically with a checksum, and read without unpickling arbitrary objects."""
 
+import codecs
 import errno
 import json
 import os
@@ -54,6 +55,20 @@ def is_disk_full(exc):
     return False
 
 
+def current_umask():
+    """The process's umask, read without changing it (os.umask sets it, racing with writer threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _replace_from_temp(path, write):
     """Call write(file) on a temporary file beside `path`, fsync, then os.replace it into place: readers
     see either the old file or the complete new one, never a torn write."""
@@ -61,6 +76,8 @@ def _replace_from_temp(path, write):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes it 0600; DCP's shards follow the umask: one checkpoint must be readable as a whole.
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             out = write(f)
             f.flush()
@@ -100,10 +117,33 @@ def load_checkpoint(path, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
+    foreign = _not_torch_file(path)
+    if foreign:
+        raise ValueError(f"{path}: not a loadable checkpoint ({foreign})")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a torn or foreign file must name itself, not dump a traceback
         raise ValueError(f"{path}: not a loadable checkpoint ({_reason(e)})") from None
+
+
+def _not_torch_file(path):
+    """Why `path` cannot be a torch.save file, judged by its first bytes (a zip archive, or a legacy
+    pickle); None when it may be one. torch itself reports a text file as anything from a KeyError to
+    pickled objects it refused."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    try:  # incremental: a character cut at byte 512 is not a decoding error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"a text file ({first!r} ...), not a torch.save archive"
+    return f"not a torch.save archive (it begins with bytes {head[:8].hex()})"
 
 
 def _reason(e):

@@ -21,6 +21,17 @@ FORMAT = "bip-dist-ckpt/1"
 
 
 # --- RNG --------------------------------------------------------------------------------------------
+def seed_host_rngs(seed, rank):
+    """Seed NumPy's and Python's global generators from (run seed, rank), before any resume puts a
+    checkpoint's states back. Left alone they start from OS entropy, different in every process, and
+    two fresh runs with one seed would save different RNG states. (torch's generator is seeded with the
+    run seed when the model is built; DataLoader workers are seeded by torch from the loader's seeded
+    generator and their index.)"""
+    numpy_seq, python_seq = np.random.SeedSequence([seed, rank]).spawn(2)
+    np.random.seed(numpy_seq.generate_state(4))
+    random.seed(int(python_seq.generate_state(1, np.uint64)[0]))
+
+
 def rng_state():
     """torch / numpy / python (and CUDA) generator states as tensors and plain values."""
     name, keys, pos, has_gauss, cached = np.random.get_state()

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch.distributed as dist
 
 from bip_dist.checkpoint import dcp_io
-from bip_dist.checkpoint.integrity import BadCheckpoint
+from bip_dist.checkpoint.integrity import CHECKSUMMED, BadCheckpoint
 from bip_dist.checkpoint.io import SaveFailed, is_disk_full, save_atomic
 from bip_dist.checkpoint.layout import EXTRA, Layout, rank_file, step_name, tmp_name
-from bip_dist.checkpoint.resume import pick, restore_file, restore_folder
-from bip_dist.checkpoint.state import collect, data_position, rng_state, set_rng_state
+from bip_dist.checkpoint.resume import end_metrics, pick, restore_file, restore_folder
+from bip_dist.checkpoint.state import collect, data_position, rng_state, seed_host_rngs, set_rng_state
 from bip_dist.config import config_to_dict
 from bip_dist.run_dir import git_revision, note
 
@@ -40,6 +40,7 @@ def training_state(cfg, state, parts, weight_sd, metrics=None):
         "meta": parts.meta,
         "config": config_to_dict(cfg),
         "git_rev": git_revision(),
+        CHECKSUMMED: True,  # written with sidecar=True: a missing final.pt.sum is then an error
     }
 
 
@@ -90,6 +91,7 @@ class Checkpointer:
     def restore(self, state, parts, loaders):
         """Load the checkpoint named by `ckpt.resume` into `parts` and `state`; False for a fresh start.
         A checkpoint taken at the end of the run also gets what the run's end writes (final.pt)."""
+        seed_host_rngs(self.cfg.seed, self.engine.rank)  # also what a rank new to the job keeps on resume
         path = self._choose()
         if path is None:
             return False
@@ -98,10 +100,13 @@ class Checkpointer:
             saved = restore_file(path, state, parts, self.engine)
         else:
             saved = restore_folder(path, state, parts, self.engine, spe, self.cfg.data.batch_size)
-        if state.epoch >= self.cfg.train.epochs or state.step >= (self.cfg.train.max_steps
-                                                                  or spe * self.cfg.train.epochs):
+        metrics = end_metrics(state, saved, path, self.cfg.train.max_steps, self.cfg.train.epochs, spe)
+        if metrics is not None:
             # The process died between its last checkpoint and final.pt / result.json: finish them now.
-            self.end_metrics = dict(saved.get("metrics", {}))
+            if self.engine.is_main:
+                note(self.run_dir, f"resume: {path.name} is at this run's end (step {state.step}); nothing "
+                                   "to train: final.pt and result.json are written from it")
+            self.end_metrics = metrics
             self._write_final(state, parts, self.engine.weight_opt_state(), self.end_metrics)
         return True
 
@@ -127,6 +132,7 @@ class Checkpointer:
             weight_sd = e.weight_opt_state()  # collective under DeepSpeed
         flat, extra, mine = collect(self.cfg, state, parts, e, data, weight_sd)
         extra["metrics"] = plain_metrics(metrics)
+        extra[CHECKSUMMED] = True  # every rank writes checksums_<r>.json: losing one is then an error
         try:
             tmp.mkdir(parents=True, exist_ok=True)
             beside = {rank_file(e.rank): save_atomic(mine, tmp / rank_file(e.rank))}
@@ -186,7 +192,8 @@ class Checkpointer:
 
     def save_epoch(self, state, parts, loaders, metrics, final=False):
         """At each epoch end (and at the run's end): a checkpoint, the `best` pointer, final.pt."""
-        top1 = metrics.get("val_top1")
+        # The selection split when there is one (data.holdout): choosing on val would choose on the test set.
+        top1 = metrics.get("holdout_top1", metrics.get("val_top1"))
         is_best = top1 is not None and top1 > state.best_top1
         if is_best:
             state.best_top1 = top1
