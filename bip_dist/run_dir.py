@@ -1,6 +1,7 @@
 """Run folders: <out_dir>/<name>/<mode>/<config-hash>/, holding the resolved config and code revision,
 and the claim one process holds on its folder (a lock naming it) while it trains there."""
 
+import errno
 import fcntl
 import json
 import os
@@ -125,8 +126,16 @@ def claim(cfg, overwrite=False):
     `result` is the finished run's result.json (nothing to train), or None to train. A folder holding an
     unfinished earlier run is refused unless `ckpt.resume` continues it or `overwrite` moves it aside."""
     d = run_dir_for(cfg)
-    d.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(d).acquire()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(_unwritable(e, d, "cannot create the run folder")) from None
+    try:
+        lock = RunLock(d).acquire()
+    except OSError as e:
+        done = d / "result.json"
+        held = f", which holds a finished run (its result: {done})" if done.is_file() else ""
+        raise RunDirError(_unwritable(e, d, f"cannot create the lock file of the run folder{held}")) from None
     try:
         if overwrite and any(p.name != LOCK for p in d.iterdir()):
             old, lock = move_aside(d, lock)
@@ -136,7 +145,18 @@ def claim(cfg, overwrite=False):
         elif not cfg.ckpt.resume and (found := earlier_run(d)):
             raise RunDirError(f"{d}: holds an earlier run ({found}); continue it with --resume auto, or "
                               "start over with --overwrite (moves it aside)")
+    except OSError as e:  # --overwrite in a folder whose parent is read-only
+        lock.release()
+        raise RunDirError(_unwritable(e, d, "cannot move the earlier run in the run folder aside")) from None
     except BaseException:
         lock.release()
         raise
     return lock, None
+
+
+def _unwritable(err, run_dir, what):
+    """One line for an OSError met while taking `run_dir`: the path, the system's reason, what failed and
+    what to change."""
+    where = "" if str(err.filename) == str(run_dir) else f" {run_dir}"
+    fix = "shorten name or out_dir" if err.errno == errno.ENAMETOOLONG else "set out_dir to a writable folder"
+    return f"{err.filename or run_dir}: {err.strerror}; {what}{where} ({fix})"

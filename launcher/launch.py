@@ -7,6 +7,8 @@
 
 Arguments it does not know (--set, --resume, --overwrite, --print-config) go to launcher.worker unchanged.
 The worker's engine picks nccl on GPU and gloo on CPU by itself, so the command is the same on both.
+torchrun's agent runs in this process (launcher/torchrun.py): when a worker stops, one line names it and
+bip-launch exits with that worker's status (75 preempted, 130 Ctrl-C, ...), not torchrun's traceback and 1.
 """
 
 import argparse
@@ -86,10 +88,8 @@ def main(argv=None):
     # torch 2.14: restarted workers sharing the agent's TCP store can read the dead attempt's gloo
     # addresses and hang in init_process_group (pytorch/pytorch#135712); a fresh store per attempt avoids it.
     os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
-    # torchrun dies of SIGUSR1 (SLURM's usual early warning) and leaves its workers running; let it pass
-    # SIGUSR1 on like SIGTERM, so the workers checkpoint and stop (docs/faults.md, "Preemption").
-    os.environ.setdefault("PET_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
-    os.execvp(cmd[0], cmd)  # torchrun takes over this process: signals and exit status pass through
+    from launcher import torchrun
+    return torchrun.run(cmd[3:])  # cmd = python -m torch.distributed.run ARGS; run in this process
 
 
 if __name__ == "__main__":

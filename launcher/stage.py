@@ -86,6 +86,16 @@ def run_here(cfg, overwrite=False):
         engine.shutdown()
 
 
+def _stop_if_requested(name):
+    """StageStopped when a stop signal reached this process (a sweep or the demo) before stage `name`:
+    a stage run as a child command would not see it."""
+    from bip_dist.train import preempt
+    why = preempt.requested()
+    if why:
+        code = exit_codes.INTERRUPTED if preempt.request_code() == preempt.INTERRUPT else exit_codes.PREEMPTED
+        raise StageStopped(f"{name}: not started: {why} received", code)
+
+
 def torchrun_command(worker_args, nproc, nnodes=1, endpoint="", rdzv_id="bip", max_restarts=0,
                      python=sys.executable):
     """`python -m torch.distributed.run ... -m launcher.worker WORKER_ARGS` as a list: a local rendezvous
@@ -123,6 +133,7 @@ def run_or_reuse(config, overrides, nproc=1, in_process=False, tag="stage", labe
     if done.is_file():
         return json.loads(done.read_text()), None
     name = label or cfg.mode
+    _stop_if_requested(name)
     shown = " ".join(o for o in overrides if not o.startswith(("out_dir", "name", "ckpt.resume")))
     print(f"[{tag}] {name}: {shown}", flush=True)
     t0 = time.time()

@@ -5,7 +5,8 @@ sets through bip_dist.engine.make_engine). Prints one line per error and exits n
 A finished stage is reported, not retrained; a folder holding an unfinished earlier run needs --resume
 or --overwrite; a folder in use by another process is refused (see launcher.stage, docs/checkpoints.md).
 Exit statuses (bip_dist/exit_codes.py): 0 done, 2 bad input, 65 diverged, 69 a peer rank hung or lost,
-75 preempted by SIGTERM / SIGUSR1 after writing a checkpoint (continue with --resume auto).
+75 preempted by SIGTERM / SIGUSR1 / SIGHUP, 130 interrupted by Ctrl-C (SIGINT), both after writing a
+checkpoint (continue with --resume auto).
 """
 
 import argparse
@@ -31,6 +32,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the stop signals are caught (train/preempt.py)
+        print("bip-train: interrupted (SIGINT) before training started; nothing was trained", file=sys.stderr)
+        return exit_codes.INTERRUPTED
+
+
+def _main(argv):
     args = parse_args(argv)
     overrides = list(args.overrides)
     if args.resume is not None:
@@ -52,7 +61,7 @@ def main(argv=None):
     from bip_dist.train import preempt
     from bip_dist.train.guards import RunStopped
     from launcher.stage import StageFailed, run_here
-    preempt.install()  # from here a scheduler's SIGTERM / SIGUSR1 ends the run with a checkpoint
+    preempt.install()  # from here SIGTERM / SIGUSR1 / SIGHUP / SIGINT end the run with a checkpoint
     try:
         out = run_here(cfg, overwrite=args.overwrite)
     except StageFailed as e:

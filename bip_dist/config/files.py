@@ -1,4 +1,4 @@
-"""Reading config YAML: one-level `base:` includes, and numbers written as `1e-4`.
+"""Reading config YAML: one-level `base:` includes, numbers written as `1e-4`, and no key given twice.
 
 PyYAML follows YAML 1.1, where `1e-4` and `1.0e6` are strings (a float needs a dot and a signed
 exponent); config files and `--set` values read them as the numbers every other tool takes them for.
@@ -24,6 +24,33 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_unique_keys(node, src, path="", seen_nodes=None):
+    """ConfigError naming the first key stated twice in one mapping of the YAML `node` tree, with both
+    line numbers: YAML itself keeps the last silently, so a second `optim:` would drop the first."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:  # an alias: checked where its anchor is (and aliases may form cycles)
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != MERGE_TAG:  # `<<:` merges may be overridden
+                name = path + str(key.value)
+                if key.value in seen:
+                    raise ConfigError(f"{src}: key '{name}' is given twice (lines {seen[key.value]} and "
+                                      f"{key.start_mark.line + 1}); keep one")
+                seen[key.value] = key.start_mark.line + 1
+                _check_unique_keys(value, src, name + ".", seen_nodes)
+            else:
+                _check_unique_keys(value, src, path, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_unique_keys(item, src, path, seen_nodes)
+
+
 def parse_value(text):
     """A `--set` value as YAML would read it in a file (numbers and booleans keep their types)."""
     if text == "":
@@ -35,10 +62,15 @@ def parse_value(text):
 
 
 def _read(path, src):
+    loader = _Loader(Path(path).read_text())
     try:
-        raw = yaml.load(Path(path).read_text(), Loader=_Loader) or {}
+        node = loader.get_single_node()
+        _check_unique_keys(node, src)
+        raw = (loader.construct_document(node) if node is not None else None) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{src}: not valid YAML ({str(e).splitlines()[0]})") from None
+    finally:
+        loader.dispose()
     if not isinstance(raw, dict):
         raise ConfigError(f"{src}: top level must be a mapping")
     return raw

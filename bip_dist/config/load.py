@@ -114,6 +114,12 @@ def _default_mode(raw):
 
 
 def _cross_check(cfg, src):
+    name = cfg.name
+    # The name is one folder under out_dir: a separator or '..' would put the run elsewhere (or onto
+    # another run), a leading '.' would hide it among the runs moved aside by --overwrite.
+    if not name or any(c in name for c in "/\\\0") or ".." in name or name[0] == ".":
+        raise ConfigError(f"{src}: name = {name!r} must be one folder name: no '/', '\\' or '..', "
+                          "not starting with '.'")
     TRAINERS = _trainers()
     if cfg.trainer not in TRAINERS:
         raise ConfigError(f"{src}: trainer = {cfg.trainer!r} is not one of {', '.join(TRAINERS)}")

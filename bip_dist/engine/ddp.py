@@ -240,6 +240,9 @@ class DDPEngine(LocalEngine):
     def step_done(self, step):
         self.watchdog.step = step
 
+    def on_hang(self, record):
+        self.watchdog.record = record
+
     @watched("the mask-hash all-gather")
     def check_masks(self):
         """With `dist.check_masks`: all-gather the mask hash and raise naming the ranks that differ."""

@@ -107,6 +107,10 @@ class LocalEngine:
     def step_done(self, step):
         """The loop finished step `step` (what the hang watchdog of the distributed engines reports)."""
 
+    def on_hang(self, record):
+        """Have record(line) called with the hang watchdog's line before it ends the process (replacing any
+        earlier one; distributed engines only: a single process never waits on a peer)."""
+
     def check_masks(self):
         """Debug: raise if ranks disagree on the mask."""
 

@@ -7,7 +7,8 @@ torch.distributed.checkpoint) in `engine.watch`: entering writes (name, start ti
 `Watchdog.pending`, leaving puts the previous value back; nothing else happens on the training path. A
 daemon thread
 looks once a second and, past the timeout, prints one line naming the rank, the collective and the step,
-then exits the process with exit_codes.PEER_LOST. torch's own process-group timeout is set a minute
+hands it to `record` (the loop writes it into the run folder), then exits the process with
+exit_codes.PEER_LOST. torch's own process-group timeout is set a minute
 later (BACKSTOP_S) and catches what this cannot: a collective that never releases the GIL.
 """
 
@@ -27,6 +28,7 @@ class Watchdog:
         self.rank, self.timeout_s = rank, timeout_s
         self.pending = None  # (collective, time.monotonic() at entry) while inside one
         self.step = None     # the last step this rank finished (engine.step_done)
+        self.record = None   # called with the line before the process exits (engine.on_hang)
         self._closed = threading.Event()
         threading.Thread(target=self._watch, args=(min(poll_s, timeout_s / 4),), name="bip-hang-watchdog",
                          daemon=True).start()
@@ -39,8 +41,14 @@ class Watchdog:
 
     def _fire(self, collective, since):
         where = f"after step {self.step}" if self.step is not None else "before the first step"
-        print(f"rank {self.rank}: no progress for {time.monotonic() - since:.0f} s in {collective} ({where}); "
-              f"a peer rank is stopped or lost", file=sys.stderr, flush=True)
+        line = (f"rank {self.rank}: no progress for {time.monotonic() - since:.0f} s in {collective} ({where}); "
+                f"a peer rank is stopped or lost")
+        print(line, file=sys.stderr, flush=True)
+        try:
+            if self.record is not None:
+                self.record(line)
+        except Exception:  # noqa: BLE001 (a full disk must not keep a hung process alive)
+            pass
         os._exit(exit_codes.PEER_LOST)  # the main thread is blocked: no exception can reach it
 
     def waiting(self, collective):

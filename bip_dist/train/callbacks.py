@@ -52,11 +52,26 @@ class MetricsLog(Callback):
 
     def on_error(self, state, exc):
         # A deliberate stop (train/guards.py) says which it was: "error" (diverged) or "preempted".
-        rec = {"kind": getattr(exc, "kind", "error"), "step": state.step, "epoch": state.epoch,
-               "time": time.time(), "error": f"{type(exc).__name__}: {exc}"}
-        self.jsonl.write(json.dumps(rec) + "\n")
-        self.log.write(f"step={state.step} epoch={state.epoch} stopped by {rec['error']}\n")
+        rec, line = stop_record(state, getattr(exc, "kind", "error"), f"{type(exc).__name__}: {exc}")
+        self.jsonl.write(rec)
+        self.log.write(line)
 
     def close(self):
         self.jsonl.close()
         self.log.close()
+
+
+def stop_record(state, kind, error):
+    """The metrics.jsonl record and the log.txt line of a run that stops at `state` (each with its newline)."""
+    rec = {"kind": kind, "step": state.step, "epoch": state.epoch, "time": time.time(), "error": error}
+    return json.dumps(rec) + "\n", f"step={state.step} epoch={state.epoch} stopped by {error}\n"
+
+
+def record_hang(run_dir, state, line):
+    """The hang watchdog's line in the run's metrics.jsonl and log.txt, from every rank it stops, as
+    MetricsLog records every other stop (called on the watchdog's thread just before the process exits;
+    appends, so it interleaves whole lines with rank 0's open MetricsLog)."""
+    rec, text = stop_record(state, "error", f"PeerLost: {line}")
+    for name, content in (("metrics.jsonl", rec), ("log.txt", text)):
+        with open(run_dir / name, "a") as f:
+            f.write(content)

@@ -5,14 +5,14 @@ checkpoint: the two step losses plus one fused norm kernel over all weights, buf
 buffer, so no checkpoint, final.pt or result.json ever holds non-finite values; the run stops before
 writing anything and names the step and the quantity.
 
-Preempted: SIGTERM / SIGUSR1 arrived (train/preempt.py). The ranks write one checkpoint together and
-stop, so `--resume auto` continues bitwise.
+Preempted: SIGTERM / SIGUSR1 / SIGHUP arrived, or Interrupted: SIGINT (train/preempt.py). The ranks
+write one checkpoint together and stop, so `--resume auto` continues bitwise.
 
 Agreement: a signal may reach one rank only and a loss may be nan on one rank only, so at those same
-checked steps the ranks all-reduce (max) five numbers, [preemption requested, one code per checked
-quantity], and act on the result together. Between them nothing is read from the device (no host sync on
-GPU, no collective): several ranks stop at the next logging or checkpoint step after a signal, a single
-process after the current step.
+checked steps the ranks all-reduce (max) five numbers, [stop request (train/preempt.py's code), one code
+per checked quantity], and act on the result together. Between them nothing is read from the device (no
+host sync on GPU, no collective): several ranks stop at the next logging or checkpoint step after a
+signal, a single process after the current step.
 """
 
 import math
@@ -51,6 +51,12 @@ class Preempted(RunStopped):
     exit_code = exit_codes.PREEMPTED
 
 
+class Interrupted(Preempted):
+    """Ctrl-C: a preemption the user asked for, with the shell's exit status for it."""
+    kind = "interrupted"
+    exit_code = exit_codes.INTERRUPTED
+
+
 def finiteness_codes(values):
     """FINITE / INF / NAN per element of a 1-d float tensor, as floats (all-reducible)."""
     return values.isinf().float() + NAN * values.isnan().float()
@@ -81,6 +87,7 @@ class StepGuard:
     def __init__(self, cfg, engine, parts, ckpt):
         self.engine, self.parts, self.ckpt = engine, parts, ckpt
         self.log_every, self.ckpt_every = cfg.train.log_every, cfg.ckpt.every_steps
+        self.stop_code = 0  # the ranks' agreed stop request (train/preempt.py codes)
 
     def after_step(self, step, out):
         """At a logging or checkpoint step (or on a signal, in a single process): raise Diverged if a
@@ -109,21 +116,25 @@ class StepGuard:
             if not saved:
                 self.ckpt.save_now(state, self.parts, loaders)
             self.ckpt.close()
-        why = preempt.requested()
-        why = f"{why} received" if why else "a peer rank received SIGTERM or SIGUSR1"
-        raise Preempted(f"step {state.step}: {why}; stopped after writing checkpoint "
-                        f"{self.ckpt.layout.newest().name}; continue with --resume auto",
-                        self.engine.rank)
+        mine, interrupted = preempt.requested(), self.stop_code == preempt.INTERRUPT
+        if mine and preempt.request_code(mine) == self.stop_code:
+            why = f"{mine} received"
+        else:
+            why = "a peer rank received " + ("SIGINT" if interrupted else "SIGTERM or SIGUSR1")
+        raise (Interrupted if interrupted else Preempted)(
+            f"step {state.step}: {why}; stopped after writing checkpoint {self.ckpt.layout.newest().name}; "
+            f"continue with --resume auto", self.engine.rank)
 
     def _agree(self, out):
         """(preemption requested on some rank, {quantity: code}) over all ranks; `out` holds the step's
         losses ({} at an epoch end)."""
         dev = self.engine.device
         losses = [torch.as_tensor(out.get(k, 0.0), device=dev).float().reshape(()) for k in CHECKED[:2]]
-        flags = torch.cat([torch.tensor([float(preempt.requested() is not None)], device=dev),
+        flags = torch.cat([torch.tensor([float(preempt.request_code())], device=dev),
                            finiteness_codes(torch.stack(losses)),
                            torch.tensor(tensor_codes(self.parts.model, self.parts.store), device=dev)])
         flags = self.engine.agree(flags).tolist()
+        self.stop_code = int(flags[0])
         return flags[0] > 0, dict(zip(CHECKED, flags[1:]))
 
     def _raise_if_bad(self, step, codes):

@@ -1,5 +1,6 @@
 """The training loop shared by every trainer: data, schedules, steps, evaluation, checkpoints, callbacks."""
 
+import functools
 import json
 import time
 
@@ -13,7 +14,7 @@ from bip_dist.monitor import monitors_for
 from bip_dist.optim import LrSchedule
 from bip_dist.run_dir import prepare_run_dir
 from bip_dist.train.build import build_parts
-from bip_dist.train.callbacks import MetricsLog
+from bip_dist.train.callbacks import MetricsLog, record_hang
 from bip_dist.train.evaluate import evaluate
 from bip_dist.train.guards import StepGuard
 from bip_dist.train.registry import trainer_spec
@@ -52,6 +53,7 @@ def train(cfg, engine=None, callbacks=(), make_loaders=None, make_checkpointer=N
     w_lr = LrSchedule(cfg.optim, cfg.optim.lr * scale, spe, cfg.train.epochs)
     s_lr = LrSchedule(cfg.score_optim, cfg.score_optim.lr * scale, spe, cfg.train.epochs)
     state = TrainState()
+    engine.on_hang(functools.partial(record_hang, run_dir, state))
     ckpt = (make_checkpointer or Checkpointer)(cfg, run_dir, engine)
     ckpt.restore(state, parts, loaders)
     cbs = list(callbacks)

@@ -101,13 +101,15 @@ def test_bip_train_sigterm_checkpoints_and_exits_75(tmp_path, capfd):
 
 def test_bip_launch_passes_sigusr1_to_the_workers(tmp_path):
     """torchrun by default dies of SIGUSR1 and leaves its workers running; bip-launch makes it forward the
-    signal, and exits 1 itself (torchrun's status after any signal)."""
+    signal, and exits with the worker's status after one line (tests/reliability/test_cli_faults.py)."""
     data = prepared.make_digits_root(tmp_path / "data")
     proc = cli.launch(cli.logged_argv(tmp_path, data, "train.epochs=50"))
     run_dir = outputs.wait_for_step(tmp_path, 2, lambda: proc.poll() is None)
     proc.send_signal(signal.SIGUSR1)
     _, err = proc.communicate(timeout=90)
-    assert proc.returncode == 1, err[-3000:]
+    assert proc.returncode == 75, err[-3000:]
+    assert outputs.error_lines(err)[-1].startswith("bip-launch: SIGUSR1 received and passed on to the workers; "
+                                                   "local worker 0 stopped with exit status 75: preempted"), err
     last = outputs.strict_records(run_dir / "metrics.jsonl")[-1]
     assert last["kind"] == "preempted" and "SIGUSR1 received" in last["error"], err[-3000:]
     assert Layout(run_dir / "checkpoints").newest() is not None
