@@ -1,28 +1,32 @@
 """`bip-sweep`: accuracy vs sparsity of several pruning methods from one pretrained model (the BiP paper's
-Figure 3 for any model and dataset).
+Figure 3 for any model and dataset), over several seeds.
 
-    bip-sweep --configs configs/digits --methods bip,hydra,omp,imp --ks 0.41,0.2097,0.1074,0.055
+    bip-sweep --configs configs/digits --methods bip,hydra,omp,imp --ks 0.41,0.2097,0.1074,0.055 --seeds 0,1,2
 
-For each method and remaining ratio k it runs the method's stages with the training loop, each in its own
-run folder (named by the config hash), and skips every stage whose result.json already exists, so an
+For each seed, method and remaining ratio k it runs the method's stages with the training loop, each in its
+own run folder (named by the config hash), and skips every stage whose result.json already exists, so an
 interrupted sweep resumes where it stopped. Stages per point:
     bip     <configs>/bip.yaml (+ finetune.yaml with --finetune-bip; the paper finds BiP needs none)
     bip_first_order  bip_first_order.yaml (first-order BiP, experimental; --finetune-bip applies too)
     hydra   hydra.yaml (scores only) -> finetune.yaml
     omp     omp.yaml (magnitude mask of the pretrained weights, then weight training)
     random  random.yaml
-    imp     imp.yaml once per IMP round (20% of the survivors each), rewinding to the pretrain's rewind.pt
+    imp     imp.yaml once per IMP round, rewinding to the pretrain's rewind.pt; rounds: --imp-rounds lth
+            (20% of the survivors each, --imp-rate) or points (one round per k of the sweep)
+The pretrained model is one for all seeds (its own seed as configured): --seeds sets `seed` on every stage
+after it, so the spread is that of pruning and finetuning (data order, score init, random masks).
 A variant (--variant LABEL=METHOD) runs a method again as a method of its own named LABEL, with LABEL's
 own --stage-set overrides: e.g. first-order BiP at two epoch budgets beside exact BiP.
-Writes <out_dir>/<name>/sweep/results.csv, results.json and accuracy_vs_sparsity.png.
+Writes <out_dir>/<name>/sweep/: results.csv (a row per method x k x seed), results.json, summary.csv and
+summary.md (mean and spread over seeds), accuracy_vs_sparsity.png and wall_time.png.
 """
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
+from launcher import sweep_plot, sweep_table
 from launcher.stage import StageStopped, run_or_reuse
 
 LTH_SERIES = [0.8, 0.64, 0.512, 0.41, 0.328, 0.262, 0.2097, 0.1678, 0.1342, 0.1074, 0.0859, 0.0687, 0.055,
@@ -31,6 +35,12 @@ STRUCTURED_SERIES = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
 METHODS = ("bip", "bip_first_order", "hydra", "omp", "imp", "random")
 # The method as the reference code runs it: <configs>/<method>.yaml (docs/fidelity.md).
 REFERENCE_METHODS = ("bip_reference", "hydra_reference")
+IMP_ROUNDS = ("lth", "points")
+
+
+# Stages after the pretrain evaluate once, after their last epoch (unless --eval-every says otherwise): a
+# sweep reads only that evaluation, and on a large test split each one costs as much as many steps.
+EVAL_AT_END = 1_000_000
 
 
 class Sweep:
@@ -47,6 +57,7 @@ class Sweep:
                 raise SystemExit(f"bip-sweep: --stage-set expects STAGE:KEY=VALUE, got {item!r}")
             self.per_stage.setdefault(stage, []).append(kv)
         self.variants = parse_variants(args.variant)
+        self.point = [f"train.eval_every={args.eval_every or EVAL_AT_END}", *args.point_set]
 
     def config(self, stage):
         """`<configs>/<stage>.yaml`; a baseline without its own file is finetune.yaml with its trainer
@@ -57,16 +68,18 @@ class Sweep:
             return str(path.with_name("finetune.yaml")), ["mode=prune", f"trainer={stage}"]
         return str(path), []
 
-    def run(self, stage, overrides):
-        """Run `<configs>/<stage>.yaml` with overrides unless its result exists; returns (result, seconds)."""
+    def run(self, stage, overrides, seed=None):
+        """Run `<configs>/<stage>.yaml` with overrides unless its result exists; returns (result, seconds).
+        Every stage but the pretrain is a pruning point: --point-set applies, and `seed` when given."""
         from bip_dist.config import load_config
         path, implied = self.config(self.variants.get(stage, stage))
         overrides = implied + list(overrides)
-        base = load_config(path, overrides)  # with this point's source_net: bip / hydra need one
+        point = self.point if stage != "pretrain" else []
+        own = [*point, *self.per_stage.get(stage, [])]  # the stage's own settings win over --point-set
+        base = load_config(path, [*self.args.set, *own, *overrides])  # with source_net: bip needs one
         epochs = max(1, int(round(base.train.epochs * self.args.epochs_scale)))
-        own = self.per_stage.get(stage, [])
-        scaled = [] if any(o.startswith("train.epochs=") for o in own) else [f"train.epochs={epochs}"]
-        overrides = [*self.common, *scaled, *own, *overrides]
+        seeded = [f"seed={seed}"] if seed is not None else []
+        overrides = [*self.common, *own, f"train.epochs={epochs}", *seeded, *overrides]
         res, secs = run_or_reuse(path, overrides, self.args.nproc, in_process=True, tag="sweep", label=stage)
         timing = Path(res["run_dir"]) / "sweep_seconds.txt"  # wall time of the stage, beside its result
         if secs is None:
@@ -75,37 +88,50 @@ class Sweep:
         timing.write_text(f"{secs:.2f}\n")
         return res, secs
 
+    def seed_of(self, stage, seed):
+        """The seed a stage runs with: the sweep's, or its config's when the sweep sets none."""
+        if seed is not None:
+            return seed
+        from bip_dist.config import load_config
+        path, implied = self.config(self.variants.get(stage, stage))
+        own = [*self.args.set, *self.point, *self.per_stage.get(stage, [])]
+        return load_config(path, [*implied, "source_net=x.pt", *own]).seed
 
-def _row(method, k, res, seconds):
-    return {"method": method, "k": k, "sparsity_pct": round(100 * (1 - k), 2),
-            "measured_sparsity_pct": round(100 * res.get("sparsity", 0.0), 2),
-            "top1": round(res["val_top1"], 2), "top5": round(res.get("val_top5", float("nan")), 2),
-            "seconds": round(seconds, 1), "run_dir": res["run_dir"]}
+
+def imp_rounds(ks, mode, rate):
+    """IMP's rounds (descending k): `lth` prunes `rate` of the survivors per round and adds a round at each
+    requested k (the LTH series); `points` runs one round per k of the sweep, 1 -> ks[0] -> ks[1] -> ..."""
+    if mode == "points":
+        return sorted({round(float(k), 6) for k in ks}, reverse=True)
+    from bip_dist.baselines import imp_schedule
+    return imp_schedule(ks, rate=rate)
 
 
-def run_method(sw, method, ks, layer, pre_final, rewind):
-    """Rows (one per k) of one method; the stages of a point run in order, each resumable."""
+def run_method(sw, method, ks, layer, pre_final, rewind, seed):
+    """Rows (one per k) of one method at one seed (None: the configs' own); the stages of a point run in
+    order, each resumable. seconds_to_k counts every stage from the pretrained model on."""
     prune = [f"prune.layer_type={layer}"]
     rows = []
     kind = sw.variants.get(method, method)
+    shown = sw.seed_of(method, seed)
     if kind == "imp":
-        from bip_dist.baselines import imp_schedule
         prev, total = pre_final, 0.0
         wanted = {round(k, 6) for k in ks}
-        for k in imp_schedule(ks, rate=sw.args.imp_rate):
-            res, s = sw.run("imp", prune + [f"prune.k={k}", f"source_net={rewind}", f"baseline.mask_from={prev}"])
+        for k in imp_rounds(ks, sw.args.imp_rounds, sw.args.imp_rate):
+            res, s = sw.run(method, prune + [f"prune.k={k}", f"source_net={rewind}",
+                                             f"baseline.mask_from={prev}"], seed)
             total += s
             prev = Path(res["run_dir"]) / "final.pt"
             if k in wanted:
-                rows.append(_row(method, k, res, total))  # IMP's cost to k includes every earlier round
+                rows.append(sweep_table.row(method, k, shown, res, s, total))  # every earlier round too
         return rows
     for k in ks:
         point = prune + [f"prune.k={k}"]
-        res, s = sw.run(method, point + [f"source_net={pre_final}"])
+        res, s = sw.run(method, point + [f"source_net={pre_final}"], seed)
         if kind.startswith("hydra") or (kind.startswith("bip") and sw.args.finetune_bip):
-            ft, s2 = sw.run("finetune", point + [f"source_net={Path(res['run_dir']) / 'final.pt'}"])
+            ft, s2 = sw.run("finetune", point + [f"source_net={Path(res['run_dir']) / 'final.pt'}"], seed)
             res, s = ft, s + s2
-        rows.append(_row(method, k, res, s))
+        rows.append(sweep_table.row(method, k, shown, res, s, s))
     return rows
 
 
@@ -121,47 +147,17 @@ def parse_variants(items):
     return variants
 
 
-def write_outputs(out, rows, dense, title):
-    """results.csv / results.json, and the accuracy-vs-sparsity plot with the dense accuracy as a line."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (out / "results.json").write_text(json.dumps({"dense_top1": dense, "rows": rows}, indent=2))
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    if dense == dense:  # not NaN (a --source without its result.json)
-        ax.axhline(dense, color="black", linestyle="--", linewidth=1, label=f"dense ({dense:.2f}%)")
-    for method in dict.fromkeys(r["method"] for r in rows):
-        pts = sorted((r["k"], r["top1"]) for r in rows if r["method"] == method)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method.upper())
-    ks = sorted({r["k"] for r in rows}, reverse=True)
-    # Remaining ratio on a log axis (the paper's spacing), labelled with sparsity, growing to the right.
-    ax.set_xscale("log")
-    ax.set_xlim(max(ks) * 1.15, min(ks) / 1.15)
-    ax.set_xticks(ks, [f"{100 * (1 - k):.1f}" for k in ks], rotation=45)
-    ax.minorticks_off()
-    ax.set_xlabel("sparsity (%)")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_sparsity.png", dpi=120)
-    plt.close(fig)
-
-
-def print_table(rows, dense):
-    ks = sorted({r["k"] for r in rows}, reverse=True)
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    acc = {(r["method"], r["k"]): r["top1"] for r in rows}
-    w = max(9, *(len(m) + 2 for m in methods))  # variant labels are longer than the method names
-    print(f"\ndense top-1 {dense:.2f}%\n{'sparsity %':>11}" + "".join(f"{m:>{w}}" for m in methods))
-    for k in ks:
-        print(f"{100 * (1 - k):>11.2f}" + "".join(f"{acc.get((m, k), float('nan')):>{w}.2f}" for m in methods))
+def parse_seeds(text, where):
+    """[int, ...] from '0,1,2' (None for none given); one line naming the bad value otherwise."""
+    if text in (None, ""):
+        return None
+    try:
+        seeds = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"bip-sweep: {where} {text!r}: expected distinct integers >= 0, e.g. 0,1,2")
+    return seeds
 
 
 def parse_args(argv=None):
@@ -181,13 +177,24 @@ def parse_args(argv=None):
     p.add_argument("--source", default=None, help="pretrained checkpoint; default: run/reuse pretrain.yaml")
     p.add_argument("--rewind", default="1ep", help="IMP rewinding point saved by the pretrain run ('1ep', "
                    "'200it', '0it'), or 'final' to rewind to the pretrained weights")
-    p.add_argument("--imp-rate", type=float, default=0.2, help="IMP: fraction of survivors pruned per round")
+    p.add_argument("--imp-rounds", default="lth", choices=IMP_ROUNDS,
+                   help="IMP's rounds. lth: prune --imp-rate of the survivors per round (the LTH series), "
+                   "plus a round at each k; points: one round per k of the sweep (1 -> ks[0] -> ks[1] ...)")
+    p.add_argument("--imp-rate", type=float, default=0.2, help="IMP (--imp-rounds lth): fraction of the "
+                   "survivors pruned per round")
+    p.add_argument("--seeds", default=None, help="comma list: every stage after the pretrain runs once per "
+                   "seed (seed=S); the one pretrained model is shared. Default: the configs' seed")
+    p.add_argument("--eval-every", type=int, default=0, help="train.eval_every of the stages after the "
+                   "pretrain; 0 (default): evaluate once, after the last epoch")
     p.add_argument("--finetune-bip", action="store_true", help="finetune BiP's result too")
-    p.add_argument("--epochs-scale", type=float, default=1.0, help="scale every stage's epochs")
+    p.add_argument("--epochs-scale", type=float, default=1.0,
+                   help="scale every stage's epochs (from its config, --set, --point-set, --stage-set)")
     p.add_argument("--nproc", type=int, default=1, help="processes per stage (torchrun) ")
     p.add_argument("--progress", action="store_true", help="tqdm bars per epoch")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="overrides for every stage (--set a=1 b=2)")
+    p.add_argument("--point-set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="overrides for every stage after the pretrain (every method's stages at every point)")
     p.add_argument("--stage-set", action="append", default=[], metavar="STAGE:KEY=VALUE",
                    help="override for one stage (pretrain, bip, hydra, finetune, omp, imp, random, or a "
                    "variant's label)")
@@ -201,17 +208,25 @@ def parse_args(argv=None):
         unknown = [k for k in spec if not hasattr(args, k) or k == "sweep"]
         if unknown:
             p.error(f"{args.sweep}: unknown keys {unknown}")
-        spec = {k: ",".join(map(str, v)) if k in ("ks", "methods") and isinstance(v, list) else v
+        spec = {k: ",".join(map(str, v)) if k in ("ks", "methods", "seeds") and isinstance(v, list) else v
                 for k, v in spec.items()}
         stage_set = spec.pop("stage_set", {}) or {}
         spec["stage_set"] = [f"{st}:{kv}" for st, kvs in stage_set.items() for kv in kvs]
         spec["variant"] = [f"{label}={m}" for label, m in (spec.pop("variant", {}) or {}).items()]
-        spec["set"] = list(spec.get("set", []))
+        spec["set"] = list(spec.get("set", []) or [])
+        spec["point_set"] = list(spec.get("point_set", []) or [])
         p.set_defaults(**spec)
         again = p.parse_args(argv)  # command-line options win; list options add to the file's
         again.set, again.stage_set = spec["set"] + args.set, spec["stage_set"] + args.stage_set
+        again.point_set = spec["point_set"] + args.point_set
         again.variant = spec["variant"] + args.variant
         args = again
+    def where(key):
+        return f"{args.sweep}: {key}" if args.sweep else "--" + key.replace("_", "-")
+    if args.imp_rounds not in IMP_ROUNDS:  # a sweep file's value bypasses argparse's choices
+        raise SystemExit(f"bip-sweep: {where('imp_rounds')} {args.imp_rounds!r}: expected one of "
+                         f"{', '.join(IMP_ROUNDS)}")
+    args.seeds = parse_seeds(args.seeds, where("seeds"))
     if not args.configs:
         p.error("--configs (or 'configs' in the --sweep file) is required")
     return args
@@ -251,13 +266,14 @@ def _sweep(args):
         pre, _ = sw.run("pretrain", extra)
         pre_final, dense = Path(pre["run_dir"]) / "final.pt", pre["val_top1"]
         rewind = Path(pre["run_dir"]) / "rewind.pt" if extra else pre_final
-    rows = []
-    for method in methods:
-        rows += run_method(sw, method, ks, layer, pre_final, rewind)
-        out = Path(args.out_dir) / args.name / "sweep"
-        write_outputs(out, rows, dense, f"{args.name}: {layer}")  # after every method: partial results
-    print_table(rows, dense)
-    print(f"\nwrote {out / 'results.csv'} and {out / 'accuracy_vs_sparsity.png'}")
+    rows, out = [], Path(args.out_dir) / args.name / "sweep"
+    for seed in args.seeds or [None]:  # seed by seed: a stopped sweep has whole seeds done first
+        for method in methods:
+            rows += run_method(sw, method, ks, layer, pre_final, rewind, seed)
+            text = sweep_table.write_tables(out, rows, dense)  # the partial results of a stopped sweep
+        sweep_plot.write_plots(out, sweep_table.summarise(rows), dense, f"{args.name}: {layer}")
+    print("\n" + text)
+    print(f"wrote {out}/: results.csv, summary.csv, summary.md, accuracy_vs_sparsity.png, wall_time.png")
     return 0
 
 
