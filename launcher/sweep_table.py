@@ -54,10 +54,10 @@ def summarise(rows):
 def _cell(s, m):
     if s is None or s[f"{m}_mean"] == "":
         return ""
-    if s["n_seeds"] < 2:
-        return f"{s[f'{m}_mean']:.2f}"
-    std = s[f"{m}_std"]
-    return f"{s[f'{m}_mean']:.2f} ± {std:.2f} ({s[f'{m}_min']:.2f}..{s[f'{m}_max']:.2f})"
+    f = ".0f" if m == "seconds_to_k" else ".2f"
+    if s[f"{m}_std"] == "":  # one seed has it
+        return f"{s[f'{m}_mean']:{f}}"
+    return f"{s[f'{m}_mean']:{f}} ± {s[f'{m}_std']:{f}} ({s[f'{m}_min']:{f}}..{s[f'{m}_max']:{f}})"
 
 
 def markdown(summary, dense):
