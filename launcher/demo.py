@@ -24,11 +24,17 @@ def run_stage(config, overrides, nproc):
 
 
 def main(argv=None):
+    from bip_dist.train import preempt
+    # Ctrl-C / SIGTERM end the running stage with a checkpoint (a child stage gets Ctrl-C from the
+    # terminal itself); without this the demo would die of it and kill that stage before its checkpoint.
+    previous = preempt.install()
     try:
         return _demo(argv)
     except StageStopped as e:
         print(f"bip-demo: {e}", file=sys.stderr)
         return e.code
+    finally:
+        preempt.restore(previous)
 
 
 def _demo(argv):

@@ -141,6 +141,25 @@ def test_sigint_and_sighup_checkpoint_and_stop(tmp_path, capfd, sig, code, kind)
     assert last["kind"] == kind and f"{name} received" in last["error"]
 
 
+def _ctrl_c_on_rank_1(rank, t):
+    from bip_dist.train import preempt
+    from bip_dist.train.guards import Interrupted
+    from tests.reliability.test_preemption import SignalAt
+    preempt.install()
+    try:
+        runs.ranked_run(runs.make_cfg(t, "bip"), callbacks=[SignalAt(1, signal.SIGINT)] if rank == 1 else [])
+    except Interrupted as e:
+        (t / f"stop{rank}.txt").write_text(f"{e.exit_code} {e}")
+
+
+def test_ctrl_c_on_one_of_two_ranks_stops_both_with_130(tmp_path):
+    spawn(2, _ctrl_c_on_rank_1, tmp_path, start_method="fork")
+    stops = [(tmp_path / f"stop{r}.txt").read_text() for r in range(2)]
+    assert stops[0] == ("130 step 2: a peer rank received SIGINT; stopped after writing checkpoint "
+                        "step_00000002_ep0000; continue with --resume auto")
+    assert stops[1] == stops[0].replace("a peer rank received SIGINT", "SIGINT received")
+
+
 # --- item 10: a hung rank's line in log.txt and metrics.jsonl -------------------------------------------
 
 def _hung_rank(rank, out):
