@@ -15,6 +15,7 @@ import signal
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP)
 PREEMPT, INTERRUPT = 1, 2  # request codes; the ranks agree on the max: a Ctrl-C on any rank wins
 _received = []  # names of the signals caught, in order
+_terminal_fds = []  # stdout / stderr when install() found them on a terminal
 
 
 def _catch(signum, frame):
@@ -25,10 +26,11 @@ def _catch(signum, frame):
 
 
 def _detach_terminal():
+    # Only the terminal's: a file or pipe (nohup, a job's log) still works. Known from install(), since a
+    # hung-up terminal no longer answers isatty().
     devnull = os.open(os.devnull, os.O_WRONLY)
-    for fd in (1, 2):
-        if os.isatty(fd):  # a file or pipe (nohup, a job's log) still works: keep it
-            os.dup2(devnull, fd)
+    for fd in _terminal_fds:
+        os.dup2(devnull, fd)
     os.close(devnull)
 
 
@@ -36,6 +38,7 @@ def install():
     """Catch the stop signals from now on (main thread); returns the handlers they replace. Repeats are
     ignored: under SLURM a signal may reach a worker both directly and through torchrun, and Ctrl-C under
     bip-launch reaches each worker from the terminal and again from torchrun."""
+    _terminal_fds[:] = [fd for fd in (1, 2) if os.isatty(fd)]
     return {s: signal.signal(s, _catch) for s in SIGNALS}
 
 

@@ -5,8 +5,10 @@ config file, a run name that leaves out_dir, and a worker under bip-launch that 
 
 import errno
 import fcntl
-import json
+import io
 import os
+import pty
+import select
 import signal
 import struct
 import subprocess
@@ -139,6 +141,42 @@ def test_sigint_and_sighup_checkpoint_and_stop(tmp_path, capfd, sig, code, kind)
     assert newest is not None and newest.name in line
     last = outputs.strict_records(run_dir / "metrics.jsonl")[-1]
     assert last["kind"] == kind and f"{name} received" in last["error"]
+
+
+def _train_on_terminal(argv):
+    """bip-train `argv` in a forked copy of this process whose terminal is a new pty: (pid, pty master)."""
+    pid, master = pty.fork()
+    if pid == 0:  # child: never returns into pytest
+        code = 70
+        try:
+            sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", 0), write_through=True)  # pytest captured them
+            sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", 0), write_through=True)
+            code = bip_train_main(argv)
+        finally:
+            os._exit(code)
+    return pid, master
+
+
+def test_closed_terminal_checkpoints_and_exits_75(tmp_path):
+    """The terminal closes mid-run, progress bar on: the run must neither die of SIGHUP nor of the write
+    errors a hung-up terminal gives; it checkpoints, records why, and exits 75."""
+    data = prepared.make_digits_root(tmp_path / "data")
+    pid, master = _train_on_terminal(cli.logged_argv(tmp_path, data, "train.epochs=50", "train.progress=true"))
+
+    def running():  # and keep reading the terminal, as a terminal would
+        while select.select([master], [], [], 0)[0]:
+            try:
+                os.read(master, 65536)
+            except OSError:
+                break
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    run_dir = outputs.wait_for_step(tmp_path, 2, running)
+    os.close(master)  # the terminal closes: the kernel sends SIGHUP, later writes to it fail
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    last = outputs.strict_records(run_dir / "metrics.jsonl")[-1]
+    assert status == 75, last
+    assert last["kind"] == "preempted" and "SIGHUP received; stopped after writing checkpoint" in last["error"]
+    assert (run_dir / "log.txt").read_text().splitlines()[-1].endswith(last["error"].split(": ", 1)[1])
 
 
 def _ctrl_c_on_rank_1(rank, t):
