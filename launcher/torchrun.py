@@ -96,4 +96,7 @@ def run(torchrun_args):
 
 
 def _say(line):
-    print(f"bip-launch: {line}", file=sys.stderr, flush=True)
+    try:
+        print(f"bip-launch: {line}", file=sys.stderr, flush=True)
+    except OSError:  # the terminal was closed (SIGHUP): the workers' records in the run folder remain
+        pass
