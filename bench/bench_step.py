@@ -1,6 +1,7 @@
-"""Per-iteration cost of dense SGD, HYDRA, BiP fused, BiP three-pass and first-order BiP, side by side.
+"""Per-iteration cost of dense SGD, HYDRA, BiP fused, BiP three-pass, BiP as the reference preset runs it
+and first-order BiP, side by side.
 
-Usage: python bench/bench_step.py [--models resnet20s resnet18] [--batch 64] [--iters 15]
+Usage: python bench/bench_step.py [--models resnet20s resnet18] [--batch 64] [--iters 15] [--methods ...]
 Prints a table (median seconds per iteration, ratio to dense, share of the BiP step spent on the mask)
 and writes bench/step.json. Methods run round-robin, one iteration each in turn, so that machine noise
 hits all of them alike.
@@ -22,23 +23,26 @@ from bip_dist.models import build_model
 from bip_dist.pruning import ScoreStore, make_prunable
 from bip_dist.train.registry import TRAINERS, make_step
 
-# label -> (trainer, bip.fused)
-METHODS = {"dense": ("dense", True), "hydra": ("hydra", True), "bip_fused": ("bip", True),
-           "bip_3pass": ("bip", False), "bip_first_order": ("bip_first_order", True)}
+# label -> (trainer, bip.fused, reference). reference: the step of configs/*/bip_reference.yaml (shared scores,
+# prune.kept_count: reference with the reference's tie order and IG rounding, both decays 1e-4).
+METHODS = {"dense": ("dense", True, False), "hydra": ("hydra", True, False), "bip_fused": ("bip", True, False),
+           "bip_3pass": ("bip", False, False), "bip_reference": ("bip", False, True),
+           "bip_first_order": ("bip_first_order", True, False)}
 
 
 def method_step(method, arch, k=0.1):
-    trainer, fused = METHODS[method]
+    trainer, fused, reference = METHODS[method]
     torch.manual_seed(0)
     model = build_model(arch, 10)
     store = None
     if TRAINERS[trainer].prunes:
         make_prunable(model, "unstructured")
-        store = ScoreStore(model, k, "unstructured")
-        store.init_scores("magnitude")
+        store = ScoreStore(model, k, "unstructured", "reference" if reference else "round")
+        store.init_scores("shared" if reference else "magnitude")
         store.refresh_mask()
-    step = make_step(trainer, LocalEngine(), model, store, OptimConfig(lr=0.01), ScoreOptimConfig(lr=0.1),
-                     BipConfig(fused=fused))
+    wd = 1e-4 if reference else 0.0
+    step = make_step(trainer, LocalEngine(), model, store, OptimConfig(lr=0.01),
+                     ScoreOptimConfig(lr=0.1, weight_decay=wd), BipConfig(fused=fused))
     model.train()
     return step
 
@@ -50,13 +54,13 @@ def batch_for(step, batch, size):
     return (x, y)
 
 
-def bench_model(arch, batch, iters, warmup, size=32, log_every=20):
-    steps = {m: method_step(m, arch) for m in METHODS}
+def bench_model(arch, batch, iters, warmup, size=32, log_every=20, methods=tuple(METHODS)):
+    steps = {m: method_step(m, arch) for m in methods}
     batches = {m: batch_for(s, batch, size) for m, s in steps.items()}
-    times = {m: [] for m in METHODS}
+    times = {m: [] for m in methods}
     mask_share = []
     for i in range(warmup + iters):
-        for m in METHODS:
+        for m in methods:
             if m != "dense":
                 steps[m].train_mode()
             steps[m].engine.logged_step = (i + 1) % log_every == 0  # as the training loop sets it
@@ -68,10 +72,10 @@ def bench_model(arch, batch, iters, warmup, size=32, log_every=20):
                 if m == "bip_fused":
                     mask_share.append(out["time_mask"] / dt)
     med = {m: statistics.median(v) for m, v in times.items()}
-    n_scores = steps["bip_fused"].store.numel
+    n_scores = next(s.store.numel for s in steps.values() if s.store is not None)
     return {"arch": arch, "batch": batch, "input": f"{size}x{size}", "prunable_weights": n_scores,
-            "median_s": med, "ratio_to_dense": {m: med[m] / med["dense"] for m in METHODS},
-            "bip_fused_mask_share": statistics.median(mask_share)}
+            "median_s": med, "ratio_to_dense": {m: med[m] / med["dense"] for m in methods},
+            "bip_fused_mask_share": statistics.median(mask_share) if mask_share else None}
 
 
 def main(argv=None):
@@ -82,15 +86,21 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--log-every", type=int, default=20, help="train.log_every: the steps that compute and "
                    "time diagnostics, as in training (default: the config default)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                   help="the rows to run (dense, the baseline of the ratios, always runs)")
     p.add_argument("--out", default="bench/step.json")
     args = p.parse_args(argv)
+    methods = [m for m in METHODS if m == "dense" or m in args.methods]
     host_memory = not torch.cuda.is_available() and keep_freed_memory()  # as bip-train does on the CPU
-    rows = [bench_model(a, args.batch, args.iters, args.warmup, log_every=args.log_every) for a in args.models]
+    rows = [bench_model(a, args.batch, args.iters, args.warmup, log_every=args.log_every, methods=methods)
+            for a in args.models]
     print(f"\n{'model':<11}{'method':<16}{'median s/it':>12}{'x dense':>9}")
     for r in rows:
-        for m in METHODS:
+        for m in methods:
             print(f"{r['arch']:<11}{m:<16}{r['median_s'][m]:>12.4f}{r['ratio_to_dense'][m]:>9.2f}")
-        print(f"{r['arch']:<11}{'mask share of the BiP fused step:':<38}{100 * r['bip_fused_mask_share']:>6.2f}%")
+        if r["bip_fused_mask_share"] is not None:
+            print(f"{r['arch']:<11}{'mask share of the BiP fused step:':<38}"
+                  f"{100 * r['bip_fused_mask_share']:>6.2f}%")
     res = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                        "platform": platform.platform(),
                        "keep_host_memory": host_memory}, "batch_per_stream": args.batch,

@@ -38,7 +38,9 @@ class PruneConfig:
                           "reference code's scaled_score_init; unstructured only; see docs/fidelity.md)",
                           choices=("magnitude", "kaiming", "shared"))
     kept_count: str = opt("round", "entries a top-k keeps out of n: round = max(1, round(k*n)); reference = "
-                          "n - int((1-k)*n), the reference code's count (about ceil(k*n))",
+                          "n - int((1-k)*n), the reference code's count (about ceil(k*n)), with its tie order "
+                          "(of scores tied at the threshold, the last in module order are kept) and its "
+                          "rounding of the implicit gradient, g + (-lr2 * g) * g (see docs/fidelity.md)",
                           choices=("round", "reference"))
     from_scratch: bool = opt(False, "bip / hydra: prune the randomly initialised weights. Both normally start "
                              "from the pretrained source_net, and without one they refuse to run unless this "

@@ -2,6 +2,7 @@
 
 One call applies, over every score of the model at once:
     reference IG:  g <- g - lr2 * g * g                        (OPTML-Group/BiP, trainer/bilevel.py)
+                   one rounding (addcmul); with `reference_order` the reference's two: g + ((-lr2 * g) * g)
     paper IG:      g <- g - lr2 * sum_to_score((dL/dtheta)^2)  (bi-linear, Hessian-free implicit gradient)
     weight decay:  g <- g + wd * s
     momentum:      b <- mu * b + g          (torch.optim.SGD semantics, dampening 0)
@@ -16,8 +17,10 @@ from torch.optim.sgd import sgd
 
 
 class FlatScoreSGD:
-    def __init__(self, store, cfg):
+    def __init__(self, store, cfg, reference_order=False):
         self.store = store
+        self.reference_order = reference_order
+        self._ig = None
         self.lr = cfg.lr
         self.momentum = cfg.momentum
         self.weight_decay = cfg.weight_decay
@@ -31,7 +34,13 @@ class FlatScoreSGD:
         copy of the score gradient (its "bilevel" pass), equal to `g` whenever both are computed."""
         g, s = self.store.grad, self.store.scores
         if implicit == "reference" and lr2:
-            g.addcmul_(g, g if g_other is None else g_other, value=-lr2)
+            other = g if g_other is None else g_other
+            if self.reference_order:  # a 1-ulp difference here grows into 1,000s of mask flips in 20 steps
+                if self._ig is None:  # a kept buffer: allocating 4 bytes per score each step costs more
+                    self._ig = torch.empty_like(g)
+                g.add_(torch.mul(g, -lr2, out=self._ig).mul_(other))
+            else:
+                g.addcmul_(g, other, value=-lr2)
         elif implicit == "paper" and lr2:
             g.add_(ig, alpha=-lr2)
         sgd([s], [g], [self.buf], fused=True, weight_decay=self.weight_decay, momentum=self.momentum,

@@ -13,7 +13,7 @@ import math
 import torch
 
 from bip_dist.pruning.layers import prunable_layers
-from bip_dist.pruning.topk import BandedTopK, topk_mask_
+from bip_dist.pruning.topk import BandedTopK, reference_topk_mask_, topk_mask_
 
 _BANDED_MIN = 1 << 20  # below this, plain topk is already cheap on the CPU
 
@@ -36,6 +36,8 @@ class ScoreStore:
         if kept_count not in ("round", "reference"):
             raise ValueError(f"unknown kept_count {kept_count!r}; valid: round, reference")
         self.kept_count = kept_count
+        # The reference code's selection down to its ties (and, read by make_step, its IG rounding).
+        self.reference_order = kept_count == "reference"
         self.shared = False  # prune.score_init: shared (see share_weights)
         ref = self.layers[0][1].scores
         sizes = [m.scores.numel() for _, m in self.layers]
@@ -54,7 +56,8 @@ class ScoreStore:
             # AccumulateGrad adds into an existing .grad in place, so backward writes the flat buffer.
             m.scores.grad = self.grad[a:b].view(shape)
             m._buffers["mask"] = self.mask[a:b].view(shape)
-        self._banded = BandedTopK()  # the CPU selection keeps its last threshold between refreshes
+        # The CPU selection keeps its last threshold between refreshes.
+        self._banded = BandedTopK(last_ties=self.reference_order)
         self.params = [m.scores for _, m in self.layers]
         self.weights = [m.weight for _, m in self.layers]
 
@@ -102,7 +105,7 @@ class ScoreStore:
             flips = n - torch.count_nonzero(mask)
             mask.fill_(1)
             return flips
-        return topk_mask_(mag, mask, keep)
+        return (reference_topk_mask_ if self.reference_order else topk_mask_)(mag, mask, keep)
 
     def mask_hash(self):
         """Cheap fingerprint to compare masks across ranks."""

@@ -13,7 +13,9 @@ number of entries that changed as a 0-dim int64 tensor on the scores' device:
 
 Ties at the threshold: `BandedTopK` keeps the tied entries of lowest index, so the mask is a function of
 the scores alone and identical on every rank; `topk_mask_` keeps whichever ties `torch.topk` returns
-(deterministic for a given device and input).
+(deterministic for a given device and input). Float32 scores do tie there. The reference code's order
+(`prune.kept_count: reference`): a stable ascending sort, the last `keep` entries kept, i.e. the tied
+entries of highest index: `reference_topk_mask_`, or `BandedTopK(last_ties=True)`.
 """
 
 import torch
@@ -36,6 +38,22 @@ def topk_mask_(mag, mask, keep):
     return kept_before + keep - 2 * overlap
 
 
+@torch.no_grad()
+def reference_topk_mask_(mag, mask, keep):
+    """As `topk_mask_`, with the reference's ties: the mask `idx[n - keep:]` of a stable ascending sort of
+    `mag` sets, without the sort: every entry above the keep-th largest value t, and of those equal to t
+    the ones of highest index. All on the device, as `topk_mask_`."""
+    thr = torch.kthvalue(mag, mag.numel() - keep + 1).values
+    new = mag > thr
+    tied = mag == thr
+    need = keep - torch.count_nonzero(new)
+    # Count the tied entries from the end: the last `need` of them have a count <= need.
+    new |= tied & (tied.flip(0).cumsum(0).flip(0) <= need)
+    flips = torch.count_nonzero(new != mask.bool())
+    mask.copy_(new)
+    return flips
+
+
 class BandedTopK:
     """Exact global top-k of |s| on the CPU, bracketed by the previous step's threshold.
 
@@ -44,7 +62,8 @@ class BandedTopK:
     the last threshold and the band's relative half-width, adapted so that the band holds the new
     threshold (a miss costs a second scan) while holding few entries."""
 
-    def __init__(self):
+    def __init__(self, last_ties=False):
+        self.last_ties = last_ties  # keep the tied entries of highest index (the reference's), else lowest
         self.thr, self.width = None, 1e-3  # relative half-width of the band
         self._buf = None
         # The mask's kept count as this selection left it, valid while the mask's version counter (shared
@@ -75,7 +94,9 @@ class BandedTopK:
         thr = torch.kthvalue(vals, vals.numel() - need + 1).values
         new = vals > thr
         tied = (vals == thr).nonzero().squeeze(1)
-        new[tied[:need - int(new.sum())]] = True  # positions ascend: ties kept at the lowest index
+        # Positions ascend, and every entry equal to thr is inside the band: these are all the ties.
+        n_tied = need - int(new.sum())
+        new[tied[tied.numel() - n_tied:] if self.last_ties else tied[:n_tied]] = True
         new = new.to(mask.dtype)
         flips = torch.count_nonzero(old[inside] != new) + (pos.numel() - idx.numel())
         diff = pos[~inside]

@@ -66,7 +66,7 @@ def make_step(trainer, engine, model, store, optim, score_optim, bip):
     spec = trainer_spec(trainer)
     weights = weight_params(model)
     weight_opt = weight_optimizer(weights, optim)
-    score_opt = FlatScoreSGD(store, score_optim) if store is not None else None
+    score_opt = FlatScoreSGD(store, score_optim, store.reference_order) if store is not None else None
     engine.prepare(model, store, weight_opt)
     engine.broadcast_state()
     step = spec.step(engine, model, weights, store, score_opt, bip)

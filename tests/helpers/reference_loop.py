@@ -4,8 +4,9 @@ Written from OPTML-Group/BiP (commit c51fc35: models/layers.py, models/resnet_ci
 utils/schedules.py, trainer/bilevel.py, trainer/base.py), not from bip-dist:
 - every Conv2d / Linear holds `weight` and `popup_scores` as two Parameters over ONE storage
   (`initialize_scaled_score`: popup_scores.data = weight.data);
-- every forward recomputes the global mask: all |s| concatenated and sorted, the int((1-k)*n) smallest
-  set to 0, the rest to 1, with the gradient passed straight through to |s| (so autograd applies sign(s));
+- every forward recomputes the global mask: all |s| concatenated (in module order) and sorted, the
+  int((1-k)*n) smallest set to 0, the rest to 1 (of entries tied at the threshold the last are kept), with
+  the gradient passed straight through to |s| (so autograd applies sign(s));
 - two torch.optim.SGD optimizers. Unlike the reference, each holds only its own variables (weights,
   biases and BatchNorm / the scores): the reference's cross-coverage is not reproduced by bip-dist
   (docs/fidelity.md), so it is left out here too.
@@ -23,7 +24,9 @@ class GetSubnetUnstructured(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, k):
         out = scores.clone()
-        _, idx = scores.flatten().sort()
+        # The reference runs on CUDA, where sorting more than 4,096 entries is cub's radix sort: stable.
+        # sort() on the CPU is not (ties come out in any order), hence stable=True to reproduce it here.
+        _, idx = scores.flatten().sort(stable=True)
         j = int((1 - k) * scores.numel())
         flat_out = out.flatten()
         flat_out[idx[:j]] = 0
