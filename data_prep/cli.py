@@ -16,7 +16,7 @@ from data_prep.lmdb_writer import BadInputError, write_lmdb
 from data_prep.memory_writer import write_npz
 from data_prep.naming import ffcv_name, in_dir, lmdb_name, memory_name
 from data_prep.safe_pickle import UnsafePickleError
-from data_prep.verify import VerifyError, verify_lmdb, verify_npz
+from data_prep.verify import VerifyError, verify_folder, verify_lmdb, verify_npz
 
 FORMATS = {"lmdb": ["lmdb"], "ffcv": ["ffcv"], "memory": ["memory"], "both": ["lmdb", "ffcv"],
            "all": ["lmdb", "ffcv", "memory"]}
@@ -26,8 +26,7 @@ DATASETS = {
     "tiny-imagenet": (sources.tiny_imagenet, "lmdb", 0),
     "cifar10": (lambda src, split: cifar(src, "cifar10", split), "memory", 0),
     "cifar100": (lambda src, split: cifar(src, "cifar100", split), "memory", 0),
-    "folder": (lambda src, split: sources.class_folders(os.path.join(src, split), None, f"folder/{split}"),
-               "lmdb", 256),
+    "folder": (lambda src, split: sources.split_folders(src, split), "lmdb", 256),
 }
 HELP = {
     "imagenet": "ILSVRC-2012: SRC/train/<wnid>/*.JPEG, SRC/val/ in class folders or flat + LOC_val_solution.csv",
@@ -89,7 +88,8 @@ def _parser():
                                    "(--deep) content against the source images. A .beton is checked against "
                                    "its sidecar and the LMDB it was built from (beside it, or --lmdb); "
                                    "--src then checks that LMDB against the source.")
-    v.add_argument("file", help="the .lmdb, .beton or .npz to check")
+    v.add_argument("file", help="the .lmdb, .beton or .npz to check, or a class-folder tree (data.format "
+                                "folder: DIR/train and DIR/val, or one split), whose every image is decoded")
     v.add_argument("--lmdb", help=".beton only: the LMDB it was built from (default: the one named in its "
                                   "sidecar, if it is in the same folder)")
     v.add_argument("--dataset", choices=sorted(DATASETS) + ["digits"], help="source kind (for --src)")
@@ -97,6 +97,8 @@ def _parser():
     v.add_argument("--split", default=None, help="train or val (default: from the file name)")
     v.add_argument("--deep", action="store_true", help="re-encode every source image and compare its hash; "
                                                           ".beton: compare every image's pixels with the LMDB's")
+    v.add_argument("--workers", type=int, default=os.cpu_count(),
+                   help="class-folder tree: decoding processes (default: all cores; 0 = in-process)")
     return p
 
 
@@ -146,7 +148,9 @@ def _verify(args):
     if args.dataset:
         split = args.split or os.path.basename(args.file).split("_")[0].split(".")[0]
         source = _source(args.dataset, args.src, split)
-    if args.file.endswith(".npz"):
+    if os.path.isdir(args.file) and not os.path.isfile(os.path.join(args.file, "data.mdb")):
+        meta = verify_folder(args.file, args.workers)
+    elif args.file.endswith(".npz"):
         meta = verify_npz(args.file, source)
     elif args.file.endswith(".beton"):
         meta = _verify_beton(args, source)

@@ -11,15 +11,17 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 
 from tqdm import tqdm
 
-from bip_dist.data.files import open_lmdb
+from bip_dist.data.files import DataFileError, open_lmdb
 from bip_dist.data.records import FORMAT_VERSION, META_KEY, PROGRESS_KEY, pack_record, read_meta, record_key
 from data_prep.images import prepare
 
 MAP_SIZE = 1 << 40  # address space only; the file grows with its content
+REBUILD = "rerun with --force to rebuild it"
 SLEEP_ENV = "BIP_PREP_SLEEP_PER_CHUNK"  # test hook: seconds to sleep after each commit
 
 
@@ -35,6 +37,26 @@ def _open_writer(path):
     import lmdb  # here: preparing in-memory or FFCV files needs no lmdb installed
 
     return lmdb.open(path, subdir=False, map_size=MAP_SIZE, lock=True, readahead=False, meminit=False)
+
+
+def _drop_damaged(partial):
+    """Remove a .partial that is not a whole LMDB (cut short, say), with one line saying so.
+
+    The writer maps the file: reading a page past its end would kill this process with SIGBUS. Which
+    chunks of a cut file are intact is not knowable (LMDB reuses freed pages), so it restarts cleanly.
+    """
+    if not os.path.exists(partial) or os.path.getsize(partial) == 0:
+        return
+    try:
+        open_lmdb(partial).close()
+        return
+    except DataFileError as e:
+        reason = str(e).split("; ")[0]  # the problem, without the advice for a finished file
+    for p in (partial, partial + "-lock"):
+        if os.path.exists(p):
+            os.remove(p)
+    print(f"[prep] warning: {reason}: the unfinished file of an earlier run is damaged; starting over from "
+          f"item 0", file=sys.stderr, flush=True)
 
 
 def _tasks(source, start, max_side, quality):
@@ -72,15 +94,19 @@ def write_lmdb(source, out, *, max_side, quality, workers=2, skip_bad=False, chu
     left out and listed in the meta and in `report_path` (JSON).
     """
     if os.path.exists(out) and not force:
-        env = open_lmdb(out)  # a truncated copy fails with one line here instead of SIGBUS at first read
+        # A truncated copy fails with one line here instead of SIGBUS at first read.
+        env = open_lmdb(out, rebuild=REBUILD)
         with env.begin() as txn:
             meta = read_meta(txn)
         env.close()
+        if meta is None:
+            raise DataFileError(f"{out}: no __meta__ record, not a finished data_prep LMDB; {REBUILD}")
         print(f"[prep] {out}: exists, kept (use --force to rebuild)", flush=True)
         return meta
     partial = out + ".partial"
     settings = {"max_side": max_side, "quality": quality, "source": source.name, "count": len(source),
                 "source_digest": source.digest()}
+    _drop_damaged(partial)
     env = _open_writer(partial)
     with env.begin() as txn:
         done = read_meta(txn)

@@ -8,11 +8,14 @@ runs over the same tree list the same items in the same order (resume and verify
 import csv
 import hashlib
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-EXTS = (".jpeg", ".jpg", ".png")
+from bip_dist.data import folders
+
+EXTS = folders.EXTS
 
 
 class SourceError(ValueError):
@@ -50,38 +53,34 @@ class Source:
         return h.hexdigest()
 
 
-def _images_under(d):
-    out = []
-    for dirpath, dirnames, files in os.walk(d):
-        dirnames.sort()
-        out.extend(os.path.join(dirpath, f) for f in files if f.lower().endswith(EXTS))
-    return sorted(out)
-
-
 def _require_dir(path, what):
     if not os.path.isdir(path):
         raise SourceError(f"{path}: {what} folder not found")
 
 
 def class_folders(root, classes=None, name=None):
-    """Any `root/<class>/**/<image>` tree; classes = sorted sub-folder names unless given."""
-    _require_dir(root, "image")
-    found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    if classes is None:
-        classes = found
-    elif set(found) - set(classes):
-        extra = sorted(set(found) - set(classes))[0]
-        raise SourceError(f"{os.path.join(root, extra)}: class folder {extra!r} is not among the training classes")
-    if not classes:
-        raise SourceError(f"{root}: no class sub-folders")
-    refs, labels = [], []
-    for label, c in enumerate(classes):
-        for p in _images_under(os.path.join(root, c)):
-            refs.append(os.path.relpath(p, root))
-            labels.append(label)
-    if not refs:
+    """Any `root/<class>/**/<image>` tree; classes = sorted sub-folder names unless given. Listed by the
+    walk training's data.format=folder uses (bip_dist.data.folders): directory links are not followed."""
+    try:
+        paths, labels, classes, links = folders.list_images(root, classes)
+    except folders.FolderError as e:
+        raise SourceError(str(e)) from None
+    note = folders.links_note(root, links)
+    if note:
+        print(f"[prep] warning: {note}", file=sys.stderr, flush=True)
+    if not paths:
         raise SourceError(f"{root}: no .jpeg/.jpg/.png images in its class folders")
-    return Source(name or root, root, list(classes), labels, refs)
+    return Source(name or root, root, classes, labels, [os.path.relpath(p, root) for p in paths])
+
+
+def split_folders(src, split):
+    """`src/<split>/<class>/...` labelled by the class folders of `src/train`, for every split: a split
+    listing its own folders would shift every label past a class it lacks."""
+    train = os.path.join(src, "train")
+    if split != "train" and not os.path.isdir(train):
+        raise SourceError(f"{train}: not found; the class list of every split is taken from train/")
+    classes = folders.class_names(train) if split != "train" else None
+    return class_folders(os.path.join(src, split), classes, f"folder/{split}")
 
 
 def _find_file(dirs, fname):

@@ -35,20 +35,25 @@ def verify_lmdb(path, source=None, deep=False):
         n_keys = txn.stat()["entries"]
         if n_keys != meta["count"] + 1:
             raise VerifyError(f"{path}: {n_keys - 1} records, meta count says {meta['count']}")
-        chain, labels = "", []
+        chain, labels, bad = "", [], []
         for i in range(meta["count"]):
             buf = txn.get(record_key(i))
             if buf is None:
                 raise VerifyError(f"{path}: record {i} missing")
+            # Every unreadable record is named, in this one pass, not just the first.
             try:
                 label, payload, digest = unpack_record(buf, check=True)
                 Image.open(io.BytesIO(payload)).load()
-            except (ValueError, OSError) as e:
-                raise VerifyError(f"{path}: record {i}: {e}") from None
+            except (ValueError, OSError, SyntaxError) as e:
+                bad.append(f"{path}: record {i}: {e}")
+                continue
             if not 0 <= label < len(meta["classes"]):
                 raise VerifyError(f"{path}: record {i}: label {label} outside 0..{len(meta['classes']) - 1}")
             chain = hashlib.sha256((chain + bytes(buf[4:44]).hex()).encode()).hexdigest()
             labels.append(label)
+        if bad:
+            summary = [f"{path}: {len(bad)} of {meta['count']} records unreadable"] if len(bad) > 1 else []
+            raise VerifyError("\n".join(bad + summary))
         if chain != meta["records_digest"]:
             raise VerifyError(f"{path}: records digest {chain[:12]}... != meta {meta['records_digest'][:12]}...")
         if source is not None:
@@ -86,3 +91,22 @@ def verify_npz(path, source=None):
         if source.arrays is not None and not np.array_equal(x, source.arrays):
             raise VerifyError(f"{path}: pixels differ from {source.root}")
     return {"count": len(y), "classes": list(classes)}
+
+
+def verify_folder(path, workers=0):
+    """Decode every image of a class-folder tree (data.format=folder): `path`/train and `path`/val, val
+    labelled by train's classes, or `path` as one split. Every unreadable file is named, in one pass."""
+    from bip_dist.data.bad_samples import unreadable
+    from bip_dist.data.datasets import FolderDataset
+
+    splits = [os.path.join(path, s) for s in ("train", "val") if os.path.isdir(os.path.join(path, s))]
+    classes, bad, count = None, [], 0
+    for split in splits or [path]:
+        ds = FolderDataset(split, classes=classes)
+        classes = classes or ds.classes
+        bad += [problem for _, problem in unreadable(ds, workers)]
+        count += len(ds)
+    if bad:
+        summary = [f"{path}: {len(bad)} of {count} images unreadable"] if len(bad) > 1 else []
+        raise VerifyError("\n".join(bad + summary))
+    return {"count": count, "classes": classes}

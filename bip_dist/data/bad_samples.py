@@ -66,3 +66,53 @@ class SampleGuard(torch.utils.data.Dataset):
         self.bad[j] = 1
         print(f"[data] warning: {problem}; skipped (data.skip_bad), the next readable sample is used "
               f"({self.bad_count} bad so far)", file=sys.stderr, flush=True)
+
+
+class _Probe(torch.utils.data.Dataset):
+    """Chunk c of a dataset's samples -> [(index, problem)] of those that do not decode."""
+
+    CHUNK = 64
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return -(-len(self.dataset) // self.CHUNK)
+
+    def __getitem__(self, c):
+        out = []
+        for i in range(c * self.CHUNK, min((c + 1) * self.CHUNK, len(self.dataset))):
+            try:
+                self.dataset.decode(i)
+            except DataFileError:
+                raise
+            except DECODE_ERRORS as e:
+                out.append((i, f"{self.dataset.describe(i)}: not a readable image ({_reason(e)})"))
+        return out
+
+
+def _as_is(batch):
+    return batch
+
+
+def unreadable(dataset, workers=0):
+    """[(index, problem)] of every sample of `dataset` (with decode / describe) that does not decode:
+    all of them, in one pass over the data, decoded by `workers` processes (0 = this one)."""
+    loader = torch.utils.data.DataLoader(_Probe(dataset), batch_size=None, num_workers=workers,
+                                         collate_fn=_as_is)
+    return [found for chunk in loader for found in chunk]
+
+
+def check_images(guards, workers=0):
+    """data.check_images: decode every sample of each SampleGuard before training. Bad samples stop the
+    run with one line per file (all of them, not just the first met), or with skip_bad are reported
+    now and marked, so training never tries them."""
+    found = [(g, i, problem) for g in guards for i, problem in unreadable(g.dataset, workers)]
+    if not found:
+        return
+    if not all(g.skip_bad for g, _, _ in found):
+        lines = [f"  {problem}" for _, _, problem in found]
+        raise DataFileError("\n".join([f"data.check_images: {len(found)} unreadable image(s); fix or remove "
+                                       f"them, or set data.skip_bad: true", *lines]))
+    for g, i, problem in found:
+        g._report(i, problem)

@@ -35,6 +35,9 @@ class DataConfig:
                            "copies to the GPU (formats lmdb and folder; ffcv moves its batches itself)")
     skip_bad: bool = opt(False, "lmdb / folder: a sample that does not decode is replaced by the next "
                          "readable one and reported once on stderr; false = stop with a line naming it")
+    check_images: bool = opt(False, "lmdb / folder: decode every train and val image at start-up (with "
+                             "`workers` processes, on every rank) and stop with one line per unreadable "
+                             "file; with skip_bad they are listed and left out instead")
 
     def validate(self):
         """Raise ValueError with a one-line message naming the key and value of the first bad setting

@@ -2,13 +2,14 @@
 
 import io
 import os
+import sys
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.datasets import ImageFolder
 
 from bip_dist.data.files import REBUILD, DataFileError, load_npz, open_lmdb
+from bip_dist.data.folders import FolderError, links_note, list_images
 from bip_dist.data.records import read_meta, record_key, unpack_record
 
 
@@ -94,15 +95,31 @@ def _rgb_loader(path):
         return Image.open(f).convert("RGB")
 
 
-def _is_image(path):
-    return path.lower().endswith((".jpeg", ".jpg", ".png"))
+class FolderDataset(torch.utils.data.Dataset):
+    """A class-per-folder image tree, listed as data_prep lists it (bip_dist.data.folders: labels by
+    `classes`, default the tree's own class folders; directory links not followed, reported once on
+    stderr); images are converted to RGB (CMYK / grayscale JPEGs exist)."""
 
+    def __init__(self, root, transform=None, classes=None):
+        self.root, self.transform, self.loader = str(root), transform, _rgb_loader
+        try:
+            paths, labels, self.classes, links = list_images(self.root, classes)
+        except FolderError as e:
+            raise DataFileError(str(e)) from None
+        note = links_note(self.root, links)
+        if note:
+            print(f"[data] warning: {note}", file=sys.stderr, flush=True)
+        if not paths:
+            raise DataFileError(f"{self.root}: no .jpeg/.jpg/.png images in its class folders")
+        self.samples = list(zip(paths, labels))
+        self.targets = labels
 
-class FolderDataset(ImageFolder):
-    """torchvision ImageFolder whose images are converted to RGB (CMYK / grayscale JPEGs exist)."""
+    def __len__(self):
+        return len(self.samples)
 
-    def __init__(self, root, transform=None):
-        super().__init__(root, transform=transform, loader=_rgb_loader, is_valid_file=_is_image)
+    def __getitem__(self, i):
+        img, label = self.decode(i)
+        return (self.transform(img) if self.transform else img), label
 
     def describe(self, i):
         """The image file of sample i, for messages."""

@@ -28,9 +28,10 @@ def _data_file(path):
     return os.path.join(path, "data.mdb") if os.path.isdir(path) else path
 
 
-def open_lmdb(path):
+def open_lmdb(path, rebuild=REBUILD):
     """Read-only environment for loading (no lock file: many readers; no readahead: random access),
-    after checking that the file holds every page its meta pages say are in use.
+    after checking that the file holds every page its meta pages say are in use. `rebuild` ends the
+    messages: how to make the file again.
 
     LMDB maps the file and trusts it: reading a page cut off by a truncated copy raises SIGBUS, which
     kills the process without a message. Opening reads only the two meta pages, so the check fits in
@@ -44,26 +45,46 @@ def open_lmdb(path):
         raise DataFileError(f"{path}: not found")
     size = os.path.getsize(data)
     if size == 0:
-        raise DataFileError(f"{path}: empty file (0 bytes), not an LMDB; {REBUILD}")
+        raise DataFileError(f"{path}: empty file (0 bytes), not an LMDB; {rebuild}")
     try:
         env = lmdb.open(path, subdir=os.path.isdir(path), readonly=True, lock=False, readahead=False,
                         meminit=False, max_readers=512)
     except (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError) as e:
         reason = str(e).removeprefix(path + ": ")
-        raise DataFileError(f"{path}: not an LMDB file ({reason}); {REBUILD}") from None
+        raise DataFileError(f"{path}: not an LMDB file ({reason}); {rebuild}") from None
     except lmdb.Error as e:
         raise DataFileError(f"{path}: cannot open as LMDB ({str(e).removeprefix(path + ': ')})") from None
     need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     if size < need:
         env.close()
         raise DataFileError(f"{path}: truncated: {size} bytes, its LMDB meta pages need {need} "
-                            f"({need - size} missing); copy it again or {REBUILD}")
+                            f"({need - size} missing); copy it again or {rebuild}")
     return env
+
+
+def _check_zip(path):
+    """An .npz is a zip archive. numpy reads any other file as a pickle and, refusing that, calls it
+    "pickled data": name what the file really is instead."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: not found") from None
+    except OSError as e:
+        raise DataFileError(f"{path}: cannot be read ({e.strerror})") from None
+    if head.startswith(b"PK"):
+        return
+    if not head:
+        raise DataFileError(f"{path}: empty file (0 bytes), not an .npz; {REBUILD}")
+    if head.startswith(b"\x93NUMPY"):
+        raise DataFileError(f"{path}: a single .npy array, not an .npz of x, y, classes; {REBUILD}")
+    raise DataFileError(f"{path}: not an .npz: not a zip archive (it starts with {head!r}); {REBUILD}")
 
 
 def load_npz(path):
     """(x, y, classes) of a `<split>.npz` written by data_prep, loaded without pickle and checked:
     x is N x H x W x 3 uint8, y holds N integer labels in 0..len(classes)-1."""
+    _check_zip(path)
     try:
         z = np.load(path, allow_pickle=False)
     except FileNotFoundError:

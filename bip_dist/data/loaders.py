@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bip_dist.data.bad_samples import SampleGuard
+from bip_dist.data.bad_samples import SampleGuard, check_images
 from bip_dist.data.datasets import FolderDataset, LMDBDataset, MemoryDataset
+from bip_dist.data.files import REBUILD, DataFileError
 from bip_dist.data.presets import NUM_CLASSES, BatchNormalize, batch_pad_crop_flip, train_transform, val_transform
 from bip_dist.data.samplers import EvalOrder, TrainOrder
 from bip_dist.data.seeded import SeededDataset, SeededOrder
@@ -107,11 +108,26 @@ def _torch_source(ds, order, workers, seed, rank, pin):
     return lambda: iter(dl)
 
 
-def _dataset(cfg, path, transform):
+def _dataset(cfg, path, transform, classes=None):
     if cfg.format == "memory":
         return MemoryDataset(path, transform)
-    ds = LMDBDataset(path, transform) if cfg.format == "lmdb" else FolderDataset(path, transform)
+    ds = LMDBDataset(path, transform) if cfg.format == "lmdb" else FolderDataset(path, transform, classes)
     return SampleGuard(ds, cfg.skip_bad)
+
+
+def same_classes(tpath, tclasses, vpath, vclasses):
+    """Refuse a val file whose class names differ from train's: its labels would mean other classes."""
+    t, v = [str(c) for c in tclasses], [str(c) for c in vclasses]
+    if t == v:
+        return
+    i = next((i for i, (a, b) in enumerate(zip(t, v)) if a != b), min(len(t), len(v)))
+    raise DataFileError(f"{vpath}: its {len(v)} class names differ from the {len(t)} of {tpath} (label {i}: "
+                        f"{_name(v, i)} in val, {_name(t, i)} in train); every split must use train's class "
+                        f"list, {REBUILD}")
+
+
+def _name(names, i):
+    return repr(names[i]) if i < len(names) else "none"
 
 
 def _ffcv_classes(path, dataset):
@@ -139,7 +155,8 @@ def build_loaders(cfg, *, rank=0, world_size=1, seed=0, two_streams=False, devic
     if cfg.format == "ffcv":
         from bip_dist.data.ffcv_loader import ffcv_loader
         classes, n_train = _ffcv_classes(tpath, cfg.dataset)
-        _, n_val = _ffcv_classes(vpath, cfg.dataset)
+        vclasses, n_val = _ffcv_classes(vpath, cfg.dataset)
+        same_classes(tpath, classes, vpath, vclasses)
         order = TrainOrder(n_train, cfg.batch_size, rank=rank, world_size=world_size, seed=seed,
                            streams=streams, drop_last=cfg.drop_last)
         vorder = EvalOrder(n_val, vbs, rank=rank, world_size=world_size)
@@ -156,7 +173,12 @@ def build_loaders(cfg, *, rank=0, world_size=1, seed=0, two_streams=False, devic
     else:
         tf = None if cfg.format == "memory" else train_transform(cfg.dataset, size, cfg.augment)
         vf = None if cfg.format == "memory" else val_transform(cfg.dataset, size)
-        tds, vds = _dataset(cfg, tpath, tf), _dataset(cfg, vpath, vf)
+        tds = _dataset(cfg, tpath, tf)
+        # Folders: val is labelled by train's class list (it may lack a class); files carry their list.
+        vds = _dataset(cfg, vpath, vf, tds.classes if cfg.format == "folder" else None)
+        same_classes(tpath, tds.classes, vpath, vds.classes)
+        if cfg.check_images and cfg.format != "memory":
+            check_images([tds, vds], cfg.workers)
         classes, n_train, n_val = tds.classes, len(tds), len(vds)
         order = TrainOrder(n_train, cfg.batch_size, rank=rank, world_size=world_size, seed=seed,
                            streams=streams, drop_last=cfg.drop_last)
