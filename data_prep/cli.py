@@ -12,6 +12,8 @@ import time
 from data_prep import sources
 from data_prep.cifar import cifar
 from data_prep.digits import digits_sources
+from data_prep.fashion import DEFAULT_SRC as FASHION_SRC
+from data_prep.fashion import fashion_mnist
 from data_prep.lmdb_writer import BadInputError, write_lmdb
 from data_prep.memory_writer import write_npz
 from data_prep.naming import ffcv_name, in_dir, lmdb_name, memory_name
@@ -27,13 +29,19 @@ DATASETS = {
     "cifar10": (lambda src, split: cifar(src, "cifar10", split), "memory", 0),
     "cifar100": (lambda src, split: cifar(src, "cifar100", split), "memory", 0),
     "folder": (lambda src, split: sources.split_folders(src, split), "lmdb", 256),
+    "fashion-mnist": (fashion_mnist, "memory", 0),
 }
+# Subcommands whose source has a usual place (a Debian package) and output folder.
+DEFAULT_SRC = {"fashion-mnist": FASHION_SRC}
+DEFAULT_OUT = {"fashion-mnist": "data/fashion_mnist"}
 HELP = {
     "imagenet": "ILSVRC-2012: SRC/train/<wnid>/*.JPEG, SRC/val/ in class folders or flat + LOC_val_solution.csv",
     "tiny-imagenet": "Tiny-ImageNet-200: SRC/wnids.txt, train/<wnid>/images/, val/images + val_annotations.txt",
     "cifar10": "CIFAR-10 python version: SRC/cifar-10-python.tar.gz or SRC/cifar-10-batches-py/",
     "cifar100": "CIFAR-100 python version: SRC/cifar-100-python.tar.gz or SRC/cifar-100-python/",
     "folder": "any class-per-folder tree: SRC/train/<class>/*.jpg and SRC/val/<class>/*.jpg",
+    "fashion-mnist": "Fashion-MNIST: SRC/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (60,000 / 10,000 "
+                     "28x28 grey images, stored as 3-channel); val = the test images",
 }
 
 
@@ -77,8 +85,10 @@ def _parser():
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, (_, fmt, ms) in DATASETS.items():
         s = sub.add_parser(name, help=HELP[name], description=HELP[name])
-        s.add_argument("--src", required=True, help="the source folder (or archive) as downloaded")
-        _common(s, fmt, ms)
+        src = DEFAULT_SRC.get(name)
+        s.add_argument("--src", required=src is None, default=src,
+                       help="the source folder (or archive) as downloaded" + (f" (default: {src})" if src else ""))
+        _common(s, fmt, ms, out=DEFAULT_OUT.get(name))
     d = sub.add_parser("digits", help="scikit-learn digits (1,797 8x8 scans) as 32x32 RGB, 1,497/300 split",
                        description="The demo dataset: writes train.npz/val.npz and LMDB files to --out.")
     _common(d, "memory,lmdb", 0, out="data/digits")
@@ -105,15 +115,20 @@ def _parser():
 def _source(dataset, src, split):
     if dataset == "digits":
         return digits_sources()[0 if split == "train" else 1]
-    return DATASETS[dataset][0](src, split)
+    return DATASETS[dataset][0](src or DEFAULT_SRC.get(dataset), split)
 
 
 def _convert(args):
-    for split in [s.strip() for s in args.splits.split(",") if s.strip()]:
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    for split in splits:
         if split not in ("train", "val"):
             raise ValueError(f"--splits: {split!r} is not train or val")
-        t0 = time.time()
-        src = _source(args.cmd, getattr(args, "src", None), split)
+    # Every split's source is read and checked before anything is written: a bad test file leaves no
+    # half-prepared dataset behind.
+    t0 = time.time()
+    srcs = {split: _source(args.cmd, getattr(args, "src", None), split) for split in splits}
+    for split in splits:
+        src = srcs[split]
         print(f"[prep] {src.name}: {len(src)} images, {len(src.classes)} classes", flush=True)
         formats = args.format
         if "memory" in formats:
@@ -141,6 +156,7 @@ def _convert(args):
                 print(f"[prep] {fpath}: {meta['count']} samples ({meta['count'] / max(dt, 1e-9):.0f} images/s)",
                       flush=True)
         print(f"[prep] {src.name}: done in {time.time() - t0:.1f}s", flush=True)
+        t0 = time.time()
 
 
 def _verify(args):

@@ -1,6 +1,6 @@
 # Data preparation and the loader benchmark (see docs/data.md).
 # make prep-imagenet SRC=/data/ILSVRC OUT=data/imagenet FORMAT=both   (FORMAT: lmdb | ffcv | memory | both | all)
-.PHONY: prep-imagenet prep-tiny-imagenet prep-cifar10 prep-cifar100 prep-folder prep-demo bench-data test-data
+.PHONY: prep-imagenet prep-tiny-imagenet prep-cifar10 prep-cifar100 prep-folder prep-fashion prep-demo bench-data test-data
 
 PREP_ARGS ?=
 DEMO_FORMAT := memory,lmdb
@@ -20,6 +20,10 @@ prep-cifar100: .venv/.installed
 
 prep-folder: .venv/.installed
 	$(PY) -m data_prep folder --src $(SRC) --out $(OUT) --format $(or $(FORMAT),lmdb) --workers $(WORKERS) $(PREP_ARGS)
+
+# Fashion-MNIST from the Debian package dataset-fashion-mnist (scripts/setup_env.sh installs it), or SRC=.
+prep-fashion: .venv/.installed
+	$(PY) -m data_prep fashion-mnist --src $(or $(SRC),/usr/share/datasets/fashion-mnist) --out $(or $(OUT),data/fashion_mnist) --format $(or $(FORMAT),memory) --workers $(WORKERS) $(PREP_ARGS)
 
 # The demo set (scikit-learn digits): data/digits/{train,val}.npz and the LMDB files. Fast when done.
 prep-demo: .venv/.installed

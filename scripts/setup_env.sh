@@ -15,6 +15,15 @@ if [ -n "$missing" ]; then
     exit 1
   fi
 fi
+# The Fashion-MNIST IDX files (make prep-fashion); optional: without them only that dataset is missing.
+if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; } \
+      || echo "setup_env: dataset-fashion-mnist did not install; make prep-fashion needs it (or SRC=)" >&2
+  else
+    echo "setup_env: for Fashion-MNIST (make prep-fashion) run: sudo apt-get install -y dataset-fashion-mnist" >&2
+  fi
+fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q -r requirements.txt
 DS_BUILD_OPS=0 "$VENV/bin/python" -m pip install -q -r requirements-extra.txt

@@ -6,6 +6,7 @@ readable sample (i+1, i+2, ..., wrapping) in its place, so the replacement depen
 on worker count, rank or timing, and report each bad sample once with the running count.
 """
 
+import copy
 import itertools
 import sys
 
@@ -43,6 +44,14 @@ class SampleGuard(torch.utils.data.Dataset):
         """Bad samples met so far (by any worker)."""
         return int(self.bad.sum())
 
+    def with_transform(self, transform):
+        """The same samples through `transform` (the holdout reads the training file with the evaluation
+        transform). It shares the wrapped dataset, so an LMDB keeps one environment per process (lmdb
+        refuses a second), and the bad-sample marks."""
+        view = copy.copy(self)
+        view.transform = transform
+        return view
+
     def __getitem__(self, i):
         n = len(self.dataset)
         for j in itertools.chain(range(i, n), range(i)) if self.skip_bad else (i,):
@@ -58,7 +67,7 @@ class SampleGuard(torch.utils.data.Dataset):
                     raise DataFileError(f"{problem}; fix the data or set data.skip_bad: true") from None
                 self._report(j, problem)
                 continue
-            transform = self.dataset.transform
+            transform = getattr(self, "transform", self.dataset.transform)  # with_transform's, else its own
             return (transform(img) if transform else img), label
         raise DataFileError(f"{self.dataset.describe(i)}: bad, and so are all other {n - 1} samples")
 

@@ -4,10 +4,11 @@ from dataclasses import dataclass
 
 from bip_dist.fields import check_fields, opt
 
-DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "imagenet", "digits", "folder")
+DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "imagenet", "digits", "fashion_mnist", "folder")
 FORMATS = ("ffcv", "lmdb", "folder", "memory")
 # Native training resolution of each dataset; image_size = 0 picks it.
-DEFAULT_SIZE = {"cifar10": 32, "cifar100": 32, "digits": 32, "tiny_imagenet": 64, "imagenet": 224, "folder": 224}
+DEFAULT_SIZE = {"cifar10": 32, "cifar100": 32, "digits": 32, "fashion_mnist": 28, "tiny_imagenet": 64,
+                "imagenet": 224, "folder": 224}
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,17 @@ class DataConfig:
     val_batch_size: int = opt(0, "images per rank in each evaluation batch; 0 = 2 x batch_size", min=0)
     workers: int = opt(4, "loader worker processes per rank (0 = load in the training process)", min=0)
     image_size: int = opt(0, "training crop side in pixels; 0 = the dataset's native size (32 CIFAR/digits, "
-                          "64 Tiny-ImageNet, 224 ImageNet)", min=0)
+                          "28 Fashion-MNIST, 64 Tiny-ImageNet, 224 ImageNet)", min=0)
     normalize: bool = opt(True, "subtract the dataset mean and divide by its std, per channel")
     augment: bool = opt(True, "random crop + horizontal flip on training images (ImageNet: "
-                        "RandomResizedCrop; others: pad-4 random crop)")
+                        "RandomResizedCrop; Fashion-MNIST: pad-2 random crop; others: pad-4 random crop)")
+    holdout: int = opt(0, "training images held out as a selection split (stratified by class, chosen by "
+                       "holdout_seed), left out of training and evaluated beside val as holdout_top1 / "
+                       "holdout_loss; 0 = none", min=0)
+    holdout_seed: int = opt(0, "seed of the holdout and subset choice; independent of the run seed, so every "
+                            "method and seed of a sweep is selected on the same images", min=0)
+    subset: int = opt(0, "train on this many of the training images left after the holdout (stratified, "
+                      "chosen by holdout_seed); 0 = all of them", min=0)
     drop_last: bool = opt(True, "drop the last incomplete training batch, so every step sees full batches")
     pin_memory: bool = opt(True, "pin host memory of loader batches when training on CUDA, for faster "
                            "copies to the GPU (formats lmdb and folder; ffcv moves its batches itself)")

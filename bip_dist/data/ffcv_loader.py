@@ -7,7 +7,7 @@ CUDA: ToDevice + ToTorchImage put the uint8 batch on the GPU, where BatchNormali
 import numpy as np
 import torch
 
-from bip_dist.data.presets import is_imagenet_like
+from bip_dist.data.presets import is_imagenet_like, pad_for
 
 
 def _order(flat_order):
@@ -41,7 +41,7 @@ def _pipelines(dataset, size, train, augment, device):
     else:
         image = [SimpleRGBImageDecoder()]
         if train and augment:
-            image += [RandomTranslate(padding=4), RandomHorizontalFlip()]
+            image += [RandomTranslate(padding=pad_for(dataset)), RandomHorizontalFlip()]
     image.append(ToTensor())
     label = [IntDecoder(), ToTensor(), Squeeze(1)]
     if device.startswith("cuda"):

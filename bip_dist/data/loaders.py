@@ -11,9 +11,11 @@ import torch
 from bip_dist.data.bad_samples import SampleGuard, check_images
 from bip_dist.data.datasets import FolderDataset, LMDBDataset, MemoryDataset
 from bip_dist.data.files import REBUILD, DataFileError
-from bip_dist.data.presets import NUM_CLASSES, BatchNormalize, batch_pad_crop_flip, train_transform, val_transform
+from bip_dist.data.presets import (NUM_CLASSES, BatchNormalize, batch_pad_crop_flip, pad_for, train_transform,
+                                   val_transform)
 from bip_dist.data.samplers import EvalOrder, TrainOrder
 from bip_dist.data.seeded import SeededDataset, SeededOrder
+from bip_dist.data.selection import split_train, train_labels
 
 PATTERNS = {"lmdb": "{split}_lmdb_*.lmdb", "ffcv": "{split}_ffcv_*.beton", "memory": "{split}.npz",
             "folder": "{split}"}
@@ -74,16 +76,19 @@ class TrainLoader(_Batches):
 
 @dataclass
 class Loaders:
-    """What build_loaders returns; `val_size` is this rank's evaluation share."""
+    """What build_loaders returns; `val_size` / `holdout_size` are this rank's evaluation shares.
+    `holdout` (None without data.holdout) evaluates the held-out training images like `val`."""
     train: TrainLoader
     val: _Batches
     num_classes: int
     image_size: int
     train_size: int
     val_size: int
+    holdout: _Batches = None
+    holdout_size: int = 0
 
 
-def _memory_source(ds, order, augment, size, seed, rank):
+def _memory_source(ds, order, augment, size, seed, rank, pad=4):
     """In-RAM batches; augmentation seeded per (seed, rank, epoch, step), so resume replays it exactly."""
     def source():
         epoch, start = getattr(order, "epoch", 0), getattr(order, "start", 0)
@@ -93,7 +98,7 @@ def _memory_source(ds, order, augment, size, seed, rank):
             if augment:
                 state = np.random.SeedSequence([seed, rank, epoch, step]).generate_state(1)[0]
                 gen = torch.Generator().manual_seed(int(state))
-                x = batch_pad_crop_flip(x, gen, size)
+                x = batch_pad_crop_flip(x, gen, size, pad)
             elif x.shape[-1] != size:
                 x = val_transform("digits", size)(x)
             yield x, ds.y[idx]
@@ -130,6 +135,17 @@ def _name(names, i):
     return repr(names[i]) if i < len(names) else "none"
 
 
+def _selection(cfg, path, n, ds=None, rank=0, world_size=1, batch_size=1):
+    """(training indices or None, holdout EvalOrder or None) for data.holdout / data.subset; labels are
+    read only when one of them is set."""
+    if not (cfg.holdout or cfg.subset):
+        return None, None
+    pool, hold = split_train(train_labels(cfg.format, path, ds), cfg.holdout, cfg.subset, cfg.holdout_seed,
+                             path)
+    horder = EvalOrder(n, batch_size, rank=rank, world_size=world_size, indices=hold) if len(hold) else None
+    return pool, horder
+
+
 def _ffcv_classes(path, dataset):
     side = path + ".json"  # written by data_prep next to every .beton
     if os.path.isfile(side):
@@ -144,7 +160,8 @@ def build_loaders(cfg, *, rank=0, world_size=1, seed=0, two_streams=False, devic
 
     Train order: seeded permutations sharded across ranks (see TrainOrder); with `two_streams` each item
     is ((x_theta, y_theta), (x_m, y_m)) from two independent permutations loaded as one batch of 2b.
-    Val: every sample exactly once across ranks, deterministic. Batches are float32, normalised when
+    Val: every sample exactly once across ranks, deterministic; so is `holdout`, the training images
+    data.holdout leaves out (bip_dist/data/selection.py). Batches are float32, normalised when
     cfg.normalize, on `device`.
     """
     cfg.validate()
@@ -157,8 +174,9 @@ def build_loaders(cfg, *, rank=0, world_size=1, seed=0, two_streams=False, devic
         classes, n_train = _ffcv_classes(tpath, cfg.dataset)
         vclasses, n_val = _ffcv_classes(vpath, cfg.dataset)
         same_classes(tpath, classes, vpath, vclasses)
-        order = TrainOrder(n_train, cfg.batch_size, rank=rank, world_size=world_size, seed=seed,
-                           streams=streams, drop_last=cfg.drop_last)
+        pool, horder = _selection(cfg, tpath, n_train, None, rank, world_size, vbs)
+        order = TrainOrder(n_train if pool is None else len(pool), cfg.batch_size, rank=rank,
+                           world_size=world_size, seed=seed, streams=streams, drop_last=cfg.drop_last, indices=pool)
         vorder = EvalOrder(n_val, vbs, rank=rank, world_size=world_size)
         common = dict(dataset=cfg.dataset, size=size, augment=cfg.augment, workers=cfg.workers, device=device)
         tl = ffcv_loader(tpath, train=True, batch_size=streams * cfg.batch_size, seed=seed,
@@ -170,6 +188,10 @@ def build_loaders(cfg, *, rank=0, world_size=1, seed=0, two_streams=False, devic
         vl = ffcv_loader(vpath, train=False, batch_size=vbs, flat_order=lambda: vorder.idx, n_indices=n_val,
                          **common)
         tsrc, vsrc, n_val_rank = train_source, lambda: iter(vl), len(vorder.idx)
+        if horder is not None:  # the held-out training images, read like val
+            hl = ffcv_loader(tpath, train=False, batch_size=vbs, flat_order=lambda: horder.idx, n_indices=n_train,
+                             **common)
+            hsrc = lambda: iter(hl)  # noqa: E731
     else:
         tf = None if cfg.format == "memory" else train_transform(cfg.dataset, size, cfg.augment)
         vf = None if cfg.format == "memory" else val_transform(cfg.dataset, size)
@@ -180,19 +202,25 @@ def build_loaders(cfg, *, rank=0, world_size=1, seed=0, two_streams=False, devic
         if cfg.check_images and cfg.format != "memory":
             check_images([tds, vds], cfg.workers)
         classes, n_train, n_val = tds.classes, len(tds), len(vds)
-        order = TrainOrder(n_train, cfg.batch_size, rank=rank, world_size=world_size, seed=seed,
-                           streams=streams, drop_last=cfg.drop_last)
+        pool, horder = _selection(cfg, tpath, n_train, tds, rank, world_size, vbs)
+        order = TrainOrder(n_train if pool is None else len(pool), cfg.batch_size, rank=rank,
+                           world_size=world_size, seed=seed, streams=streams, drop_last=cfg.drop_last, indices=pool)
         vorder = EvalOrder(n_val, vbs, rank=rank, world_size=world_size)
         if cfg.format == "memory":
-            tsrc = _memory_source(tds, order, cfg.augment, size, seed, rank)
+            tsrc = _memory_source(tds, order, cfg.augment, size, seed, rank, pad_for(cfg.dataset))
             vsrc = _memory_source(vds, vorder, False, size, seed, rank)
+            hsrc = _memory_source(tds, horder, False, size, seed, rank)
         else:
             # Pinned pages only speed up copies to a GPU; on the CPU they would cost memory for nothing.
             pin = cfg.pin_memory and torch.device(device).type == "cuda"
             # Augmentation seeded per sample, so resume and worker count do not change it.
             tsrc = _torch_source(SeededDataset(tds), SeededOrder(order, seed), cfg.workers, seed, rank, pin)
             vsrc = _torch_source(vds, vorder, cfg.workers, seed, rank, pin)
+            if horder is not None:  # the held-out training images, read with the evaluation transform
+                hsrc = _torch_source(tds.with_transform(vf), horder, cfg.workers, seed, rank, pin)
         n_val_rank = len(vorder.idx)
     num_classes = len(classes) or NUM_CLASSES.get(cfg.dataset, 0)
+    holdout = None if horder is None else _Batches(horder, hsrc, post, device)
     return Loaders(train=TrainLoader(order, tsrc, post, device, two_streams), val=_Batches(vorder, vsrc, post, device),
-                   num_classes=num_classes, image_size=size, train_size=n_train, val_size=n_val_rank)
+                   num_classes=num_classes, image_size=size, train_size=order.n, val_size=n_val_rank,
+                   holdout=holdout, holdout_size=0 if horder is None else len(horder.idx))

@@ -19,16 +19,22 @@ class TrainOrder:
     steps, which collective training needs. An epoch has (n // world_size) // batch_size steps with
     drop_last (the reference BiP code's loaders keep the last partial batch; here it is dropped so that a
     step's batch size, and with it the meaning of the learning rate, never changes).
+
+    `indices` (n of them) restricts the order to those dataset indices (data.holdout / data.subset): the
+    permutations are drawn over positions 0..n-1 and mapped through it.
     """
 
     def __init__(self, n, batch_size, *, rank=0, world_size=1, seed=0, streams=1, drop_last=True,
-                 shuffle=True):
+                 shuffle=True, indices=None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank = {rank} must be in [0, world_size = {world_size})")
         if n // world_size < 1:
             raise ValueError(f"dataset of {n} samples cannot be shared by world_size = {world_size}")
         self.n, self.b, self.rank, self.world = n, batch_size, rank, world_size
         self.seed, self.streams, self.drop_last, self.shuffle = seed, streams, drop_last, shuffle
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        if self.indices is not None and len(self.indices) != n:
+            raise ValueError(f"{len(self.indices)} indices given for an order over n = {n}")
         self.per_rank = n // world_size
         if drop_last and self.per_rank < batch_size:
             raise ValueError(f"batch_size = {batch_size} exceeds the {self.per_rank} samples of each rank "
@@ -56,7 +62,8 @@ class TrainOrder:
             perm = np.random.default_rng([self.seed, epoch, stream]).permutation(self.n)
         else:
             perm = np.arange(self.n)
-        return perm[self.rank * self.per_rank:(self.rank + 1) * self.per_rank]
+        mine = perm[self.rank * self.per_rank:(self.rank + 1) * self.per_rank]
+        return mine if self.indices is None else self.indices[mine]
 
     def epoch_order(self, epoch=None, start=None):
         """All indices of the epoch from step `start` on, flattened (each step = streams * b entries)."""
@@ -79,10 +86,12 @@ class TrainOrder:
 
 class EvalOrder:
     """Rank r evaluates indices r, r + world, r + 2*world, ...: every sample exactly once across ranks,
-    no padding duplicates (ranks may differ by one sample; the evaluator sums counts)."""
+    no padding duplicates (ranks may differ by one sample; the evaluator sums counts). With `indices`, the
+    samples are those dataset indices instead of 0..n-1 (the holdout split)."""
 
-    def __init__(self, n, batch_size, *, rank=0, world_size=1):
-        self.idx = np.arange(rank, n, world_size)
+    def __init__(self, n, batch_size, *, rank=0, world_size=1, indices=None):
+        every = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.idx = every[rank::world_size]
         self.b = batch_size
 
     def __len__(self):

@@ -10,6 +10,7 @@ Tags (the step-dict ones from bip_dist.train.metrics.TAGS):
   sparsity/global                     fraction of prunable weights masked out (log steps, epoch ends)
   sparsity/layer/<name>               per-layer sparsity at epoch ends (cfg.log.per_layer)
   val/{top1,top5,loss}                validation after evaluated epochs
+  holdout/{top1,top5,loss}            the held-out training images (data.holdout), beside val
 Scalars are converted to floats only every log_every steps (StepMeter), never per step.
 """
 
@@ -63,9 +64,10 @@ class TensorBoardLog(Callback):
 
     def on_epoch_end(self, state, metrics):
         step = state.step
-        for key in ("val_top1", "val_top5", "val_loss"):
-            if key in metrics:
-                self.writer.add_scalar("val/" + key[4:], metrics[key], step)
+        for split in ("val", "holdout"):
+            for key in ("top1", "top5", "loss"):
+                if f"{split}_{key}" in metrics:
+                    self.writer.add_scalar(f"{split}/{key}", metrics[f"{split}_{key}"], step)
         if "train_images_per_s" in metrics:
             self.writer.add_scalar("perf/epoch_images_per_s", metrics["train_images_per_s"], step)
         if self.store is not None:

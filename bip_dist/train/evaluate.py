@@ -1,11 +1,12 @@
-"""Validation top-1 / top-5 that counts every sample exactly once across ranks."""
+"""Validation (and holdout) top-1 / top-5 that counts every sample exactly once across ranks."""
 
 import torch
 import torch.nn.functional as F
 
 
 @torch.no_grad()
-def evaluate(engine, model, loader):
+def evaluate(engine, model, loader, prefix="val"):
+    """{prefix}_loss, _top1, _top5 (percent) and _count over `loader`, summed over every rank."""
     was_training = model.training
     model.eval()
     dev = engine.device
@@ -24,5 +25,5 @@ def evaluate(engine, model, loader):
     stats = engine.all_reduce_sum(stats)
     model.train(was_training)
     n = max(1.0, stats[3].item())
-    return {"val_loss": stats[0].item() / n, "val_top1": 100.0 * stats[1].item() / n,
-            "val_top5": 100.0 * stats[2].item() / n, "val_count": int(stats[3].item())}
+    return {f"{prefix}_loss": stats[0].item() / n, f"{prefix}_top1": 100.0 * stats[1].item() / n,
+            f"{prefix}_top5": 100.0 * stats[2].item() / n, f"{prefix}_count": int(stats[3].item())}

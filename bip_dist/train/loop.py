@@ -125,6 +125,8 @@ def _run(cfg, engine, parts, loaders, state, ckpt, cbs, lrs, spe, guard):
         metrics = {}
         if last or (finished and state.epoch % cfg.train.eval_every == 0):
             metrics = evaluate(engine, engine.unwrap(), loaders.val)
+            if getattr(loaders, "holdout", None) is not None:  # data.holdout: the selection split
+                metrics.update(evaluate(engine, engine.unwrap(), loaders.holdout, prefix="holdout"))
             if parts.store is not None:
                 metrics["sparsity"] = parts.store.sparsity()
         stop = guard.at_epoch_end(state.step, metrics)
