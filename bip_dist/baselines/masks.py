@@ -31,7 +31,7 @@ def apply_ranking(store, ranking, scope="global"):
         m.scores.copy_(r.to(m.scores.dtype).reshape(m.scores.shape))
     if scope not in ("global", "layer"):
         raise ValueError(f"unknown baseline scope {scope!r}; valid: global, layer")
-    store.refresh_mask(per_layer=scope == "layer")
+    store.refresh_mask(per_layer=scope == "layer", budget=False)  # baseline.scope, not prune.scope
     return store.sparsity()
 
 

@@ -11,6 +11,7 @@ from typing import Tuple
 from bip_dist.config.point import parse_point
 from bip_dist.data.config import DataConfig
 from bip_dist.fields import opt
+from bip_dist.pruning.budget import BUDGETS
 
 
 MODES = ("pretrain", "prune", "finetune")
@@ -33,18 +34,38 @@ class PruneConfig:
                    "(structured, per layer), in (0, 1]", gt=0.0, max=1.0)
     score_init: str = opt("magnitude", "magnitude: scores = sqrt(6/fan_in) * |w| / max|w| per layer "
                           "(HYDRA's scaled init on |w|; with the signed score gradient the sign of s changes "
-                          "nothing but the sign of its trajectory); kaiming: kaiming-uniform random scores; "
+                          "nothing but the sign of its trajectory); abs: scores = |w|, one scale for every "
+                          "layer, moved by the score optimizer alone; kaiming: kaiming-uniform random scores; "
                           "shared: scores and weights are one variable, s = w, moved by both optimizers (the "
                           "reference code's scaled_score_init; unstructured only; see docs/fidelity.md)",
-                          choices=("magnitude", "kaiming", "shared"))
+                          choices=("magnitude", "abs", "kaiming", "shared"))
     kept_count: str = opt("round", "entries a top-k keeps out of n: round = max(1, round(k*n)); reference = "
                           "n - int((1-k)*n), the reference code's count (about ceil(k*n)), with its tie order "
                           "(of scores tied at the threshold, the last in module order are kept) and its "
                           "rounding of the implicit gradient, g + (-lr2 * g) * g (see docs/fidelity.md)",
                           choices=("round", "reference"))
+    scope: str = opt("auto", "unstructured masks: global = one top-k over every prunable weight (the "
+                     "scores set each layer's share); layerwise = a top-k inside each layer with a kept "
+                     "count fixed by prune.budget, so no layer can lose all its weights; auto = layerwise "
+                     "for separate scores, global for score_init: shared (the reference's formulation, "
+                     "which ranks the weights themselves on one scale). Filter / channel masks are always "
+                     "per layer", choices=("auto", "global", "layerwise"))
+    budget: str = opt("erk", "prune.scope: layerwise: each layer's kept fraction. uniform = k in every "
+                      "layer; erk = Erdos-Renyi-kernel, density ~ sum(shape) / prod(shape), scaled to keep k "
+                      "of all weights (pruning/budget.py)", choices=BUDGETS)
+    on_collapse: str = opt("warn", "a layer left with no kept weight, or validation top-1 at chance: warn = "
+                           "one line naming the layer / accuracy and the step (log.txt, stderr); stop = the "
+                           "same line, then the run stops with exit status 2", choices=("warn", "stop"))
     from_scratch: bool = opt(False, "bip / hydra: prune the randomly initialised weights. Both normally start "
                              "from the pretrained source_net, and without one they refuse to run unless this "
                              "is true")
+
+    @property
+    def resolved_scope(self):
+        """prune.scope with auto resolved: global for shared scores, layerwise otherwise."""
+        if self.scope != "auto":
+            return self.scope
+        return "global" if self.score_init == "shared" else "layerwise"
 
     def validate(self):
         if self.score_init == "shared" and self.layer_type in ("filter", "channel"):
@@ -80,6 +101,10 @@ class OptimConfig:
 class ScoreOptimConfig(OptimConfig):
     schedule: str = opt("step", "schedule of the score lr (beta); as optim.schedule", choices=SCHEDULES)
     weight_decay: float = opt(0.0, "L2 decay on scores", min=0.0)
+    normalize: str = opt("none", "none: SGD on the score gradient as it is; layer: each layer's gradient is "
+                         "rescaled to the L2 norm of that layer's scores before momentum and the step, so lr "
+                         "is a step relative to each layer's own score scale (scale-free)",
+                         choices=("none", "layer"))
 
 
 @dataclass(frozen=True)
@@ -138,7 +163,8 @@ class CheckpointConfig:
 @dataclass(frozen=True)
 class LogConfig:
     tensorboard: bool = opt(True, "write TensorBoard scalars (rank 0)")
-    per_layer: bool = opt(True, "per-layer sparsity scalars")
+    per_layer: bool = opt(True, "per-layer TensorBoard scalars: sparsity at epoch ends; kept fraction, score norm "
+                          "and score-gradient norm at logging steps of masked runs")
 
 
 @dataclass(frozen=True)

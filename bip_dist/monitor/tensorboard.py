@@ -9,6 +9,9 @@ Tags (the step-dict ones from bip_dist.train.metrics.TAGS):
   perf/images_per_s, perf/peak_mem_mb throughput (global) and peak memory (CUDA allocator or max RSS)
   sparsity/global                     fraction of prunable weights masked out (log steps, epoch ends)
   sparsity/layer/<name>               per-layer sparsity at epoch ends (cfg.log.per_layer)
+  layer_kept/<name>, layer_score_norm/<name>, layer_score_grad_norm/<name>
+                                      per-layer kept fraction, score L2 norm and score-gradient L2 norm at
+                                      logging steps of masked runs (cfg.log.per_layer): collapse warnings
   val/{top1,top5,loss}                validation after evaluated epochs
   holdout/{top1,top5,loss}            the held-out training images (data.holdout), beside val
 Scalars are converted to floats only every log_every steps (StepMeter), never per step.
@@ -61,6 +64,22 @@ class TensorBoardLog(Callback):
                 self.writer.add_scalar(tag, self.meter.last[key], step)
         if self.store is not None:
             self.writer.add_scalar("sparsity/global", global_sparsity(self.store), step)
+            if self.per_layer:
+                self._layer_curves(step, out.get("layer_score_grad_norm"))
+
+    @torch.no_grad()
+    def _layer_curves(self, step, grad_norms):
+        """Per-layer kept fraction, score norm and score-gradient norm: a layer heading for collapse shows
+        its kept fraction falling while another layer's score norm runs away."""
+        stats = self.store.layer_stats()
+        sizes = self.store.layer_sizes()
+        kept, norms = stats["kept"].tolist(), stats["score_norm"].tolist()
+        grads = grad_norms.tolist() if grad_norms is not None else None
+        for i, (name, _) in enumerate(self.store.layers):
+            self.writer.add_scalar(f"layer_kept/{name}", kept[i] / sizes[i], step)
+            self.writer.add_scalar(f"layer_score_norm/{name}", norms[i], step)
+            if grads is not None:
+                self.writer.add_scalar(f"layer_score_grad_norm/{name}", grads[i], step)
 
     def on_epoch_end(self, state, metrics):
         step = state.step

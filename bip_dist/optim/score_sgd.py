@@ -4,6 +4,7 @@ One call applies, over every score of the model at once:
     reference IG:  g <- g - lr2 * g * g                        (OPTML-Group/BiP, trainer/bilevel.py)
                    one rounding (addcmul); with `reference_order` the reference's two: g + ((-lr2 * g) * g)
     paper IG:      g <- g - lr2 * sum_to_score((dL/dtheta)^2)  (bi-linear, Hessian-free implicit gradient)
+    per layer (score_optim.normalize: layer):  g_l <- g_l * ||s_l|| / ||g_l||
     weight decay:  g <- g + wd * s
     momentum:      b <- mu * b + g          (torch.optim.SGD semantics, dampening 0)
     step:          s <- s - lr * b          (or Nesterov: s <- s - lr * (g + mu * b))
@@ -24,6 +25,7 @@ class FlatScoreSGD:
         self.lr = cfg.lr
         self.momentum = cfg.momentum
         self.weight_decay = cfg.weight_decay
+        self.normalize = getattr(cfg, "normalize", "none")
         self.nesterov = cfg.nesterov and cfg.momentum > 0
         self.buf = torch.zeros_like(store.scores) if cfg.momentum > 0 else None
 
@@ -43,8 +45,20 @@ class FlatScoreSGD:
                 g.addcmul_(g, other, value=-lr2)
         elif implicit == "paper" and lr2:
             g.add_(ig, alpha=-lr2)
+        if self.normalize == "layer":
+            self._normalize_per_layer()
         sgd([s], [g], [self.buf], fused=True, weight_decay=self.weight_decay, momentum=self.momentum,
             lr=self.lr, dampening=0.0, nesterov=self.nesterov, maximize=False)
+
+    def _normalize_per_layer(self):
+        """g_l <- g_l * ||s_l|| / ||g_l|| per layer (score_optim.normalize: layer): each step moves a
+        layer's scores by lr relative to their own size, whatever the scale of its gradient, so no layer's
+        scores can outgrow the others' and take a global top-k's whole budget."""
+        grads, scores = self.store.grad_views(), self.store.score_views()
+        g_norm = torch.stack(torch._foreach_norm(grads, 2))
+        s_norm = torch.stack(torch._foreach_norm(scores, 2))
+        factor = s_norm / g_norm.clamp_min(1e-12)
+        torch._foreach_mul_(grads, list(factor.unbind()))
 
     def state_dict(self):
         return {"momentum_buffer": self.buf, "lr": self.lr}

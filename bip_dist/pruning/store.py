@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from bip_dist.pruning.budget import layer_keep_counts
 from bip_dist.pruning.layers import prunable_layers
 from bip_dist.pruning.topk import BandedTopK, reference_topk_mask_, topk_mask_
 
@@ -27,7 +28,7 @@ def magnitude(weight, score_shape):
 class ScoreStore:
     """Flat score / grad / mask storage and the top-k projection for one model."""
 
-    def __init__(self, model, k, granularity, kept_count="round"):
+    def __init__(self, model, k, granularity, kept_count="round", scope="global", budget="erk"):
         self.layers = prunable_layers(model)
         if not self.layers:
             raise ValueError("model has no prunable layers; call make_prunable first")
@@ -60,6 +61,14 @@ class ScoreStore:
         self._banded = BandedTopK(last_ties=self.reference_order)
         self.params = [m.scores for _, m in self.layers]
         self.weights = [m.weight for _, m in self.layers]
+        if scope not in ("global", "layerwise"):
+            raise ValueError(f"unknown prune.scope {scope!r}; valid: global, layerwise")
+        # prune.scope: layerwise fixes every layer's kept count up front (pruning/budget.py); structured
+        # masks are always per layer, with k of each layer's filters / channels.
+        self.layer_keep = None
+        if scope == "layerwise" and granularity == "unstructured":
+            self.layer_keep = layer_keep_counts([w.shape for w in self.weights], sizes, self.k, budget,
+                                                self.keep_count)
 
     # --- gradients -------------------------------------------------------------------------------
     def zero_grad(self):
@@ -80,12 +89,14 @@ class ScoreStore:
         return max(1, int(round(self.k * n)))
 
     @torch.no_grad()
-    def refresh_mask(self, per_layer=False):
+    def refresh_mask(self, per_layer=False, budget=True):
         """Project scores onto the k-sparse set: m = top-k(|s|), one global selection for unstructured
-        scores (so layers get learned ratios), one per layer for structured ones or with `per_layer`.
+        scores (so layers get learned ratios), one per layer for structured ones or with `per_layer` (k of
+        each layer), or with prune.scope: layerwise each layer's own budgeted count (unless not `budget`).
         Returns the fraction of entries that flipped, BiP's own convergence signal, as a 0-dim float64
         tensor on the scores' device: a GPU step never waits for it (loggers convert it at log time)."""
-        if self.granularity == "unstructured" and not per_layer:
+        layer_keep = self.layer_keep if budget and not per_layer else None
+        if self.granularity == "unstructured" and not per_layer and layer_keep is None:
             spans = [(0, self.numel)]
         else:
             spans = list(zip(self.offsets[:-1], self.offsets[1:]))
@@ -93,14 +104,16 @@ class ScoreStore:
             flips = self._banded(self.scores, self.mask, self.keep_count(self.numel))
             if flips is not None:
                 return flips.double() / self.numel
+        keeps = layer_keep if layer_keep is not None else [None] * len(spans)
         mag = self.scores.abs()
-        flips = sum(self._select(mag[a:b], self.mask[a:b]) for a, b in spans)
+        flips = sum(self._select(mag[a:b], self.mask[a:b], keep) for (a, b), keep in zip(spans, keeps))
         return flips.double() / self.numel
 
-    def _select(self, mag, mask):
-        """mask <- top-keep_count(n) of `mag`; returns the number of flipped entries (0-dim tensor)."""
+    def _select(self, mag, mask, keep=None):
+        """mask <- top-`keep` (default keep_count(n)) of `mag`; returns the number of flipped entries
+        (0-dim tensor)."""
         n = mag.numel()
-        keep = self.keep_count(n)
+        keep = self.keep_count(n) if keep is None else keep
         if keep >= n:
             flips = n - torch.count_nonzero(mask)
             mask.fill_(1)
@@ -116,7 +129,8 @@ class ScoreStore:
     @torch.no_grad()
     def init_scores(self, method, generator=None):
         """magnitude: s = sqrt(6/fan_in) * |w| / max|w| per layer (reduced over the filter / channel for
-        structured scores): HYDRA's scaled init, on |w|. kaiming: uniform(-b, b), b = sqrt(6/fan_in).
+        structured scores): HYDRA's scaled init, on |w|. abs: s = |w|, one scale for every layer (the
+        reference's shared start, with scores that then move on their own). kaiming: uniform(-b, b), b = sqrt(6/fan_in).
         shared: s = w, and scores follow the weights from now on (share_weights)."""
         if method == "shared":
             self.share_weights()
@@ -128,10 +142,12 @@ class ScoreStore:
             if method == "magnitude":
                 mag = magnitude(w, m.scores.shape)
                 m.scores.copy_(bound * mag / mag.max().clamp_min(1e-12))
+            elif method == "abs":
+                m.scores.copy_(magnitude(w, m.scores.shape))
             elif method == "kaiming":
                 m.scores.copy_(torch.empty_like(m.scores).uniform_(-bound, bound, generator=generator))
             else:
-                raise ValueError(f"unknown score_init {method!r}; valid: magnitude, kaiming, shared")
+                raise ValueError(f"unknown score_init {method!r}; valid: magnitude, abs, kaiming, shared")
 
     # --- shared scores ---------------------------------------------------------------------------
     # The reference code runs `popup_scores.data = weight.data`: one tensor that both optimizers step.
@@ -152,6 +168,32 @@ class ScoreStore:
         reference's next forward computes it. Returns the fraction of mask entries that flipped."""
         torch._foreach_copy_(self.params, self.weights)
         return self.refresh_mask()
+
+    # --- per-layer diagnostics -------------------------------------------------------------------
+    def grad_views(self):
+        return [self.grad[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+    def score_views(self):
+        return [self.scores[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+    @torch.no_grad()
+    def grad_norms(self):
+        """(global L2 norm of the score gradient, per-layer norms as one tensor), on the device."""
+        per_layer = torch.stack(torch._foreach_norm(self.grad_views(), 2))
+        return per_layer.norm(), per_layer
+
+    @torch.no_grad()
+    def layer_stats(self):
+        """{'kept': kept count per layer, 'score_norm': L2 norm of each layer's scores}: float64 tensors
+        read with one device sync by the caller (score entries cover the same number of weights within a
+        layer, so the kept fraction of scores is that of weights)."""
+        kept = torch.stack([m.sum() for m in (self.mask[a:b] for a, b in zip(self.offsets[:-1],
+                                                                               self.offsets[1:]))])
+        norms = torch.stack(torch._foreach_norm(self.score_views(), 2))
+        return {"kept": kept.double(), "score_norm": norms.double()}
+
+    def layer_sizes(self):
+        return [b - a for a, b in zip(self.offsets[:-1], self.offsets[1:])]
 
     # --- accounting ------------------------------------------------------------------------------
     def weight_mask(self, layer):

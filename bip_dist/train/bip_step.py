@@ -74,7 +74,7 @@ class BipStep:
         t_score = timer.lap()
         if paper:
             self._paper_ig()
-        grad_norm = store.grad.norm() if e.logged_step else None  # a diagnostic: logged steps only
+        grad_norm, layer_norms = store.grad_norms() if e.logged_step else (None, None)  # logged steps only
         self.score_opt.step(self.implicit, self.lr2, ig=self.ig, g_other=g_other)
         if store.shared:
             e.assign_weights(store.weights, store.params)
@@ -87,7 +87,8 @@ class BipStep:
         return {"loss_theta": loss1.detach(), "correct_theta": count_correct(out1, y1), "n_theta": y1.numel(),
                 "loss_score": loss2.detach(), "correct_score": count_correct(out2, y2), "n_score": y2.numel(),
                 "time_theta": t_theta, "time_score": t_score, "time_mask": t_mask,
-                "time_comm": e.comm_seconds - comm0, "mask_flips": flips, "score_grad_norm": grad_norm}
+                "time_comm": e.comm_seconds - comm0, "mask_flips": flips, "score_grad_norm": grad_norm,
+                "layer_score_grad_norm": layer_norms}
 
     def _score_pass(self, x, y):
         with self.engine.autocast():

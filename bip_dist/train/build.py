@@ -37,7 +37,8 @@ def build_parts(cfg, engine, num_classes):
     model.to(engine.device)
     if engine.channels_last:
         model.to(memory_format=torch.channels_last)
-    store = ScoreStore(model, cfg.prune.k, cfg.prune.layer_type, cfg.prune.kept_count) if pruned else None
+    store = ScoreStore(model, cfg.prune.k, cfg.prune.layer_type, cfg.prune.kept_count, cfg.prune.resolved_scope,
+                       cfg.prune.budget) if pruned else None
     meta = run_meta(cfg, n_cls)
     has_masks = False
     if spec.source and not cfg.source_net:

@@ -44,7 +44,7 @@ class FirstOrderBipStep(BipStep):
             self._squares_to_ig([w.grad for w in store.weights])
         e.step_theta()
         t_pass = timer.lap()
-        grad_norm = store.grad.norm() if e.logged_step else None  # a diagnostic: logged steps only
+        grad_norm, layer_norms = store.grad_norms() if e.logged_step else (None, None)  # logged steps only
         self.score_opt.step(self.implicit, self.lr2, ig=self.ig)
         flips = store.refresh_mask()
         e.check_masks()
@@ -56,7 +56,8 @@ class FirstOrderBipStep(BipStep):
         return {"loss_theta": loss, "correct_theta": correct, "n_theta": n,
                 "loss_score": loss, "correct_score": correct, "n_score": n, "n_images": n,
                 "time_theta": t_pass, "time_score": None if t_pass is None else 0.0, "time_mask": t_mask,
-                "time_comm": e.comm_seconds - comm0, "mask_flips": flips, "score_grad_norm": grad_norm}
+                "time_comm": e.comm_seconds - comm0, "mask_flips": flips, "score_grad_norm": grad_norm,
+                "layer_score_grad_norm": layer_norms}
 
     def gradients(self, x, y, keep_weight_grads=False):
         """The step's one forward and backward on a device batch, without the updates; returns (logits,

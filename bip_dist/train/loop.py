@@ -15,6 +15,7 @@ from bip_dist.optim import LrSchedule
 from bip_dist.run_dir import prepare_run_dir
 from bip_dist.train.build import build_parts
 from bip_dist.train.callbacks import MetricsLog, record_hang
+from bip_dist.train.collapse import CollapseWatch
 from bip_dist.train.evaluate import evaluate
 from bip_dist.train.guards import StepGuard
 from bip_dist.train.registry import trainer_spec
@@ -28,9 +29,11 @@ def _lr_scale(cfg, world_size):
 
 
 def callbacks_for(cfg, engine):
-    """Observers for a run: the IMP rewind-point saver (baseline.save_rewind), then progress and
-    TensorBoard on rank 0 (bip_dist.monitor)."""
+    """Observers for a run: the IMP rewind-point saver (baseline.save_rewind), the collapse watch of masked
+    runs, then progress and TensorBoard on rank 0 (bip_dist.monitor)."""
     cbs = [RewindSaver(cfg.baseline.save_rewind, engine.is_main)] if cfg.baseline.save_rewind else []
+    if cfg.prune.layer_type != "dense":  # every rank: with on_collapse: stop they all stop together
+        cbs.append(CollapseWatch(cfg.train.log_every, cfg.prune.on_collapse, engine.is_main, engine.rank))
     return cbs + monitors_for(cfg, engine)
 
 

@@ -88,7 +88,7 @@ class HydraStep:
         comm0 = e.comm_seconds
         e.backward_scores(loss)
         t_score = timer.lap()
-        grad_norm = store.grad.norm() if e.logged_step else None  # a diagnostic: logged steps only
+        grad_norm, layer_norms = store.grad_norms() if e.logged_step else (None, None)  # logged steps only
         self.score_opt.step()
         if store.shared:  # prune.score_init: shared: the weights are the scores
             e.assign_weights(store.weights, store.params)
@@ -97,4 +97,5 @@ class HydraStep:
         t_mask = timer.lap()
         return {"loss_score": loss.detach(), "correct_score": count_correct(out, y), "n_score": y.numel(),
                 "time_score": t_score, "time_comm": e.comm_seconds - comm0, "time_mask": t_mask,
-                "mask_flips": flips, "score_grad_norm": grad_norm}
+                "mask_flips": flips, "score_grad_norm": grad_norm,
+                "layer_score_grad_norm": layer_norms}

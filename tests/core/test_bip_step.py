@@ -121,13 +121,16 @@ def test_score_grad_norm_only_at_logged_steps_and_training_unchanged(trainer):
                          BipConfig(lr2=1e-2))
         step.engine.logged_step = logged
         seen = []
-        norm = store.grad.norm
-        store.grad.norm = lambda *a, **k: seen.append(norm(*a, **k)) or seen[-1]
+        norms = store.grad_norms
+        store.grad_norms = lambda: seen.append(norms()) or seen[-1]
         for b in _batches(2):
             out = step(b if step.two_streams else b[0])
-        runs[logged] = (out["score_grad_norm"], len(seen), store.scores.clone(), store.mask.clone(), _params(model))
+        runs[logged] = (out["score_grad_norm"], len(seen), store.scores.clone(), store.mask.clone(), _params(model),
+                        out["layer_score_grad_norm"])
     on, off = runs[True], runs[False]
     assert on[1] == 2 and torch.is_tensor(on[0]) and on[0] > 0
-    assert off[1] == 0 and off[0] is None
+    # The per-layer norms (TensorBoard's layer curves) make up the global one.
+    assert on[5].shape == (len(store.layers),) and torch.allclose(on[5].norm(), on[0])
+    assert off[1] == 0 and off[0] is None and off[5] is None
     assert torch.equal(on[2], off[2]) and torch.equal(on[3], off[3])
     assert all(torch.equal(on[4][k], off[4][k]) for k in on[4])
