@@ -7,6 +7,8 @@ the process without a word (the prep reruns run in a forked child, so a SIGBUS c
 
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,7 +21,9 @@ from data_prep import sources
 from data_prep.cli import main as prep_main
 from data_prep.memory_writer import write_npz
 from launcher.worker import main as train_main
-from tests.helpers.cli import in_child, short_argv
+from tests.helpers import ROOT
+from tests.helpers.cli import child_env, short_argv
+from tests.helpers.outputs import error_lines
 from tests.helpers.prepared import image_source, lmdb_records, make_npz
 
 
@@ -112,18 +116,28 @@ def test_class_folder_linking_back_to_the_tree_is_not_followed(tmp_path):
 
 
 # 7. A cut .lmdb.partial: no SIGBUS; the prep starts over and says so. A cut final .lmdb names --force.
+# The reruns are new processes: a SIGBUS (the fault) must not take pytest down, and a fork of pytest
+# after earlier tests' threads may deadlock.
 
-def _killed_at(k, argv):
-    """bip-prep `argv` killed with SIGKILL when it reaches item k (after some chunks were committed)."""
-    import data_prep.lmdb_writer as writer
-    real = writer.prepare
+KILLED_AT = """
+import os, signal, sys
+import data_prep.lmdb_writer as writer
+from data_prep.cli import main
+real = writer.prepare
+def prepare(task):
+    if task[0] == 30:  # after three chunks of 8 were committed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(task)
+writer.prepare = prepare
+sys.exit(main(sys.argv[1:]))
+"""
 
-    def prepare(task):
-        if task[0] == k:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(task)
-    writer.prepare = prepare
-    return prep_main(argv)
+
+def _prep(argv, script=None):
+    """bip-prep `argv` in a new process: (exit status, or -signal; its error lines)."""
+    cmd = [sys.executable, "-c", script, *argv] if script else [sys.executable, "-m", "data_prep", *argv]
+    done = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=300)
+    return done.returncode, error_lines(done.stderr)
 
 
 @pytest.fixture
@@ -138,11 +152,11 @@ def prep(tmp_path):
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
 def test_cut_partial_restarts_cleanly_and_says_so(prep, tmp_path, force):
     argv, lmdb = prep
-    assert in_child(_killed_at, 30, argv)[0] == -signal.SIGKILL
+    assert _prep(argv, KILLED_AT)[0] == -signal.SIGKILL
     partial = f"{lmdb}.partial"
     size = os.path.getsize(partial)
     os.truncate(partial, size - 8192)
-    rc, lines = in_child(prep_main, argv + ["--force"] * force)
+    rc, lines = _prep(argv + ["--force"] * force)
     assert rc == 0, lines
     assert len(lines) == 1 and lines[0].startswith(f"[prep] warning: {partial}: truncated: {size - 8192} bytes")
     assert lines[0].endswith("the unfinished file of an earlier run is damaged; starting over from item 0")
@@ -155,11 +169,11 @@ def test_cut_final_lmdb_advice_names_force(prep):
     argv, lmdb = prep
     assert prep_main(argv) == 0
     os.truncate(lmdb, os.path.getsize(lmdb) - 8192)
-    rc, lines = in_child(prep_main, argv)
+    rc, lines = _prep(argv)
     assert rc == 1 and len(lines) == 1, lines
     assert lines[0].startswith(f"error: {lmdb}: truncated: ")
     assert lines[0].endswith("copy it again or rerun with --force to rebuild it")
-    assert in_child(prep_main, argv + ["--force"])[0] == 0
+    assert prep_main(argv + ["--force"]) == 0
     assert prep_main(["verify", str(lmdb)]) == 0
 
 
