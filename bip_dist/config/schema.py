@@ -101,10 +101,13 @@ class OptimConfig:
 class ScoreOptimConfig(OptimConfig):
     schedule: str = opt("step", "schedule of the score lr (beta); as optim.schedule", choices=SCHEDULES)
     weight_decay: float = opt(0.0, "L2 decay on scores", min=0.0)
-    normalize: str = opt("none", "none: SGD on the score gradient as it is; layer: each layer's gradient is "
+    lr: float = opt(0.01, "peak score learning rate (beta); with normalize: layer a step relative to each "
+                    "layer's score norm", min=0.0)
+    normalize: str = opt("auto", "none: SGD on the score gradient as it is; layer: each layer's gradient is "
                          "rescaled to the L2 norm of that layer's scores before momentum and the step, so lr "
-                         "is a step relative to each layer's own score scale (scale-free)",
-                         choices=("none", "layer"))
+                         "is a step relative to each layer's own score scale (scale-free); auto = layer for "
+                         "separate scores, none for prune.score_init: shared (the reference's formulation)",
+                         choices=("auto", "none", "layer"))
 
 
 @dataclass(frozen=True)

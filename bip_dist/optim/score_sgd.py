@@ -26,6 +26,8 @@ class FlatScoreSGD:
         self.momentum = cfg.momentum
         self.weight_decay = cfg.weight_decay
         self.normalize = getattr(cfg, "normalize", "none")
+        if self.normalize == "auto":  # shared scores are the weights: the reference's plain step
+            self.normalize = "none" if store.shared else "layer"
         self.nesterov = cfg.nesterov and cfg.momentum > 0
         self.buf = torch.zeros_like(store.scores) if cfg.momentum > 0 else None
 
