@@ -43,7 +43,7 @@ CANDIDATES = {
     "old, no momentum": OLD + ["score_optim.momentum=0"],
     "old, no STE gradient to pruned weights": OLD + [NO_STE],
     "(a) shared": OLD + ["prune.score_init=shared"],
-    "(b) |w|, global, lr 0.01": ["prune.score_init=abs", "prune.scope=global", "score_optim.normalize=none",
+    "(b) abs(w), global, lr 0.01": ["prune.score_init=abs", "prune.scope=global", "score_optim.normalize=none",
                                  "score_optim.lr=0.01"],
     "(c) layerwise uniform": OLD[:1] + ["prune.scope=layerwise", "prune.budget=uniform",
                                         "score_optim.normalize=none", "score_optim.lr=0.1"],
