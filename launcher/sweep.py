@@ -80,6 +80,8 @@ class Sweep:
         epochs = max(1, int(round(base.train.epochs * self.args.epochs_scale)))
         seeded = [f"seed={seed}"] if seed is not None else []
         overrides = [*self.common, *own, f"train.epochs={epochs}", *seeded, *overrides]
+        if self.args.report_only and not finished(path, overrides):
+            raise NotRun(stage)
         res, secs = run_or_reuse(path, overrides, self.args.nproc, in_process=True, tag="sweep", label=stage)
         timing = Path(res["run_dir"]) / "sweep_seconds.txt"  # wall time of the stage, beside its result
         if secs is None:
@@ -107,11 +109,31 @@ def imp_rounds(ks, mode, rate):
     return imp_schedule(ks, rate=rate)
 
 
+class NotRun(Exception):
+    """--report-only met a stage that has not finished: the method's later points are left out."""
+
+
+def finished(path, overrides):
+    """Whether the stage of `path` with `overrides` has its result.json (what run_or_reuse would reuse)."""
+    from bip_dist.config import load_config
+    from bip_dist.run_dir import run_dir_for
+    return (run_dir_for(load_config(path, overrides)) / "result.json").is_file()
+
+
 def run_method(sw, method, ks, layer, pre_final, rewind, seed):
     """Rows (one per k) of one method at one seed (None: the configs' own); the stages of a point run in
-    order, each resumable. seconds_to_k counts every stage from the pretrained model on."""
-    prune = [f"prune.layer_type={layer}"]
+    order, each resumable. seconds_to_k counts every stage from the pretrained model on. With
+    --report-only, the rows of the points whose stages have all finished."""
     rows = []
+    try:
+        _run_method(sw, method, ks, layer, pre_final, rewind, seed, rows)
+    except NotRun:
+        pass
+    return rows
+
+
+def _run_method(sw, method, ks, layer, pre_final, rewind, seed, rows):
+    prune = [f"prune.layer_type={layer}"]
     kind = sw.variants.get(method, method)
     shown = sw.seed_of(method, seed)
     if kind == "imp":
@@ -124,7 +146,7 @@ def run_method(sw, method, ks, layer, pre_final, rewind, seed):
             prev = Path(res["run_dir"]) / "final.pt"
             if k in wanted:
                 rows.append(sweep_table.row(method, k, shown, res, s, total))  # every earlier round too
-        return rows
+        return
     for k in ks:
         point = prune + [f"prune.k={k}"]
         res, s = sw.run(method, point + [f"source_net={pre_final}"], seed)
@@ -132,7 +154,6 @@ def run_method(sw, method, ks, layer, pre_final, rewind, seed):
             ft, s2 = sw.run("finetune", point + [f"source_net={Path(res['run_dir']) / 'final.pt'}"], seed)
             res, s = ft, s + s2
         rows.append(sweep_table.row(method, k, shown, res, s, s))
-    return rows
 
 
 def parse_variants(items):
@@ -191,6 +212,8 @@ def parse_args(argv=None):
                    help="scale every stage's epochs (from its config, --set, --point-set, --stage-set)")
     p.add_argument("--nproc", type=int, default=1, help="processes per stage (torchrun) ")
     p.add_argument("--progress", action="store_true", help="tqdm bars per epoch")
+    p.add_argument("--report-only", action="store_true", help="train nothing: write the tables and plots "
+                   "of the stages that have finished (a sweep still running elsewhere, or stopped)")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="overrides for every stage (--set a=1 b=2)")
     p.add_argument("--point-set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
@@ -240,6 +263,9 @@ def main(argv=None):
     except StageStopped as e:
         print(f"bip-sweep: {e}", file=sys.stderr)
         return e.code
+    except NotRun as e:
+        print(f"bip-sweep: --report-only: the {e} stage has not finished; nothing to report", file=sys.stderr)
+        return 2
     finally:
         preempt.restore(previous)
 

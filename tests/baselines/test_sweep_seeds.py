@@ -58,6 +58,11 @@ def test_digits_sweep_with_seeds_continues_and_summarises(tmp_path, capsys, tiny
         assert float(hydra["seconds"]) > float((Path(hydra["run_dir"]) / "sweep_seconds.txt").read_text())
     assert by["bip", 0.5, "0"]["run_dir"] != by["bip", 0.5, "1"]["run_dir"]
     assert all(r["holdout_top1"] == "" for r in rows)  # the in-memory data has no holdout split
+    # --report-only trains nothing: seed 2 has no finished stage, so the table is the one above
+    with loaders.in_train_loop():
+        assert sweep.main([*argv, "--seeds", "0,1,2", "--report-only"]) == 0
+    assert not [x for x in capsys.readouterr().out.splitlines() if x.startswith("[sweep] ")]
+    assert _csv(out / "results.csv") == rows
     # a pruning stage of 2 epochs evaluated once, at its end (the pretrain keeps its per-epoch curve)
     assert _evaluations(by["bip", 0.5, "1"]["run_dir"]) == 1
     pre = next((tmp_path / "runs" / "digits_seeds" / "pretrain").iterdir())
