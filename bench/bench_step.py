@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bip_dist.config.schema import BipConfig, OptimConfig, ScoreOptimConfig
+from bip_dist.config.schema import BipConfig, OptimConfig, PruneConfig, ScoreOptimConfig
 from bip_dist.engine import LocalEngine
 from bip_dist.engine.host_memory import keep_freed_memory
 from bip_dist.models import build_model
@@ -37,8 +37,12 @@ def method_step(method, arch, k=0.1):
     store = None
     if TRAINERS[trainer].prunes:
         make_prunable(model, "unstructured")
-        store = ScoreStore(model, k, "unstructured", "reference" if reference else "round")
-        store.init_scores("shared" if reference else "magnitude")
+        # The configs' default formulation (docs/sparsity.md), resolved as build_parts does; the reference
+        # row keeps the reference's shared scores and global ranking.
+        prune = PruneConfig(layer_type="unstructured", score_init="shared" if reference else "magnitude")
+        store = ScoreStore(model, k, "unstructured", "reference" if reference else "round",
+                           prune.resolved_scope, prune.budget)
+        store.init_scores(prune.score_init)
         store.refresh_mask()
     wd = 1e-4 if reference else 0.0
     step = make_step(trainer, LocalEngine(), model, store, OptimConfig(lr=0.01),
